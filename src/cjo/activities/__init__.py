@@ -1,0 +1,1 @@
+"""Side effects of journeys: segments, benefits, messaging, risk, profiles and `call` activities."""

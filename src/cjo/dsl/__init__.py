@@ -1,0 +1,103 @@
+"""The CJO DSL: load, validate and compile journeys and the resources they use.
+
+Errors::
+
+    DslError
+    ├── DslSyntaxError       the text is not a safe, well-formed YAML bundle (E100, E101)
+    └── DslValidationError   the bundle has errors; `.diagnostics` lists every one
+
+`validate` never raises for bad input; it returns diagnostics. `compile_bundle`
+raises `DslValidationError` (or `DslSyntaxError`) when there is anything to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cjo.dsl._bundle import Bundle
+from cjo.dsl._compile import compile_journey
+from cjo.dsl._diagnostics import CODES, Diagnostic, Severity, has_errors
+from cjo.dsl._documents import API_VERSION, KINDS, Envelope, JourneyDocument
+from cjo.dsl._lookup import (
+    ActivityDeclaration,
+    InMemoryLookup,
+    PublishedResource,
+    ResourceLookup,
+    content_hash,
+    resource_version,
+)
+from cjo.dsl._mermaid import mermaid
+from cjo.dsl._plan import Plan, PlanStep, Value
+from cjo.dsl._schema import json_schema
+from cjo.dsl._validate import ValidationResult, validate
+
+__all__ = [
+    "API_VERSION",
+    "CODES",
+    "KINDS",
+    "ActivityDeclaration",
+    "CompiledBundle",
+    "Diagnostic",
+    "DslError",
+    "DslSyntaxError",
+    "DslValidationError",
+    "Envelope",
+    "InMemoryLookup",
+    "Plan",
+    "PlanStep",
+    "PublishedResource",
+    "ResourceLookup",
+    "Severity",
+    "ValidationResult",
+    "Value",
+    "compile_bundle",
+    "content_hash",
+    "json_schema",
+    "mermaid",
+    "resource_version",
+    "validate",
+]
+
+
+class DslError(Exception):
+    """Root of the DSL's errors."""
+
+
+class DslValidationError(DslError):
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        errors = [d for d in diagnostics if d.severity is Severity.ERROR]
+        super().__init__(
+            f"{len(errors)} error(s); first: {errors[0].format_text() if errors else '-'}"
+        )
+        self.diagnostics = diagnostics
+
+
+class DslSyntaxError(DslValidationError):
+    """The text could not be read as a safe YAML bundle at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledBundle:
+    """A bundle that validated: its resources, the Plan of each journey, and any warnings."""
+
+    documents: list[Envelope]
+    plans: dict[str, Plan]
+    diagnostics: list[Diagnostic]
+    bundle: Bundle
+
+
+def compile_bundle(
+    text: str | bytes, file: str = "<input>", lookup: ResourceLookup | None = None
+) -> CompiledBundle:
+    """Validate a bundle and compile each of its journeys, keyed by journey name."""
+    result = validate(text, file, lookup)
+    if has_errors(result.diagnostics):
+        if any(d.code in ("E100", "E101") for d in result.diagnostics):
+            raise DslSyntaxError(result.diagnostics)
+        raise DslValidationError(result.diagnostics)
+    plans = {
+        document.name: compile_journey(result.bundle, document)
+        for document in result.documents
+        if isinstance(document, JourneyDocument)
+    }
+    return CompiledBundle(result.documents, plans, result.diagnostics, result.bundle)
