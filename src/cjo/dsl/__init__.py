@@ -43,6 +43,7 @@ __all__ = [
     "DslValidationError",
     "Envelope",
     "InMemoryLookup",
+    "JourneyDocument",
     "Plan",
     "PlanStep",
     "PublishedResource",

@@ -24,7 +24,7 @@ from cjo.dsl._journey import (
     WaitForStep,
     WaitStep,
 )
-from cjo.dsl._lookup import content_hash
+from cjo.dsl._lookup import canonical_json, content_hash
 from cjo.dsl._plan import (
     Plan,
     PlanContactPolicy,
@@ -258,4 +258,6 @@ def compile_journey(bundle: Bundle, document: JourneyDocument) -> Plan:
     }
     draft = Plan(version="", **body)
     meaning = draft.model_dump(mode="json", exclude={"version"})
-    return draft.model_copy(update={"version": content_hash(meaning)})
+    # Rebuilt from canonical JSON so every map in the Plan has sorted keys: the
+    # same meaning gives the same bytes, not only the same hash.
+    return Plan.model_validate_json(canonical_json({**meaning, "version": content_hash(meaning)}))

@@ -82,7 +82,7 @@ DOCUMENT_MODELS: dict[str, type[Envelope]] = {
 
 
 def _choose_kind(value: Any) -> str | None:
-    if isinstance(value, dict) and value.get("kind") in DOCUMENT_MODELS:
+    if isinstance(value, dict) and isinstance(value.get("kind"), str) and value["kind"] in KINDS:
         return f"kind:{value['kind']}"
     return None
 

@@ -260,7 +260,11 @@ class EndStep(StepBase):
 
 
 def _choose_step(value: Any) -> str | None:
-    if isinstance(value, dict) and value.get("type") in STEP_TYPES:
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("type"), str)
+        and value["type"] in STEP_TYPES
+    ):
         return f"step:{value['type']}"
     return None
 

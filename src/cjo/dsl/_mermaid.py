@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from cjo.dsl._plan import Plan
+from cjo.dsl._journey import STEP_OUTCOMES
+from cjo.dsl._plan import Plan, PlanStep
+from cjo.dsl._types import human_duration
 
 _SHAPES = {
     "send": ("[/", "/]"),
@@ -28,14 +31,6 @@ def _label(text: str) -> str:
 
 def _node(step_id: str) -> str:
     return "s_" + re.sub(r"[^a-z0-9_]", "_", step_id)
-
-
-def human_duration(seconds: int) -> str:
-    """The largest whole unit: 259200 -> 3d, 5400 -> 90m."""
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _detail(step_type: str, params: dict[str, Any]) -> str:
@@ -62,10 +57,41 @@ def _detail(step_type: str, params: dict[str, Any]) -> str:
     return step_type
 
 
+def _outcome_order(step: PlanStep) -> Callable[[tuple[str, str]], tuple[int, str]]:
+    """Outcomes in the order people think of them (sent before suppressed), not A-Z."""
+    if step.type == "split":
+        known = [variant["name"] for variant in step.params["variants"]]
+    elif step.type == "branch":
+        known = [str(i) for i in range(len(step.params["cases"]))] + ["default"]
+    else:
+        known = list(STEP_OUTCOMES.get(step.type, ()))
+
+    def key(route: tuple[str, str]) -> tuple[int, str]:
+        outcome = route[0]
+        return (known.index(outcome) if outcome in known else len(known), outcome)
+
+    return key
+
+
 def _describe(plan: Plan, step_id: str) -> str:
     step = plan.steps[step_id]
     title = f"<br/>{step.title}" if step.title else ""
     return f"{step_id}<br/>{_detail(step.type, step.params)}{title}"
+
+
+def _in_walk_order(plan: Plan) -> list[tuple[str, PlanStep]]:
+    """Steps in the order a run meets them (breadth first from the start), then the rest."""
+    order: list[str] = []
+    queue = [plan.start]
+    while queue:
+        step_id = queue.pop(0)
+        if step_id in order or step_id not in plan.steps:
+            continue
+        order.append(step_id)
+        step = plan.steps[step_id]
+        queue.extend(target for _, target in sorted(step.routes.items(), key=_outcome_order(step)))
+    order += [step_id for step_id in plan.steps if step_id not in order]
+    return [(step_id, plan.steps[step_id]) for step_id in order]
 
 
 def mermaid(plan: Plan) -> str:
@@ -73,19 +99,19 @@ def mermaid(plan: Plan) -> str:
     trigger = plan.trigger
     entry = f"event {trigger.event}" if trigger.kind == "event" else f"segment {trigger.segment}"
     lines = ["flowchart TD", f"    entry(({_label('enter: ' + entry)}))"]
-    for step_id, step in plan.steps.items():
+    for step_id, step in _in_walk_order(plan):
         opening, closing = _SHAPES[step.type]
         lines.append(f"    {_node(step_id)}{opening}{_label(_describe(plan, step_id))}{closing}")
     lines.append(f"    done((({_label('end')})))")
     lines.append(f"    entry --> {_node(plan.start)}")
-    for step_id, step in plan.steps.items():
+    for step_id, step in _in_walk_order(plan):
         if step.type == "end":
             lines.append(f"    {_node(step_id)} --> done")
             continue
         cases = step.params.get("cases", [])
         # Outcomes that lead to the same place share one edge, so the chart stays readable.
         labels: dict[str, list[str]] = {}
-        for outcome, target in step.routes.items():
+        for outcome, target in sorted(step.routes.items(), key=_outcome_order(step)):
             label = outcome
             if step.type == "branch" and outcome.isdigit():
                 case = cases[int(outcome)]

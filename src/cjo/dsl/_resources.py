@@ -21,6 +21,7 @@ from cjo.dsl._types import (
     Timestamp,
     TimeZone,
     duration_seconds,
+    human_duration,
     tagged_union,
 )
 
@@ -46,9 +47,7 @@ DATE_OPERATORS = ("within", "older_than", "anniversary")
 
 
 def _check_anniversary(value: str) -> str:
-    if value != "today":
-        duration_seconds(value)
-    return value
+    return value if value == "today" else human_duration(duration_seconds(value))
 
 
 Anniversary = Annotated[

@@ -92,14 +92,21 @@ def _check_pattern(pattern: str, what: str) -> Callable[[str], str]:
     return check
 
 
+def human_duration(seconds: int) -> str:
+    """The canonical spelling of a duration, in its largest whole unit up to days: 259200 -> 3d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def _check_duration(value: str) -> str:
-    duration_seconds(value)
-    return value
+    # Stored canonically, so `72h`, `3d` and `P3D` mean (and hash) the same.
+    return human_duration(duration_seconds(value))
 
 
 def _check_timestamp(value: str) -> str:
-    parse_timestamp(value)
-    return value
+    return parse_timestamp(value).isoformat()
 
 
 def _check_time_of_day(value: str) -> str:
@@ -235,9 +242,22 @@ def tagged_union(
     for tag, member in members.items():
         UNION_TAGS[tag] = member if isinstance(member, type) else None
     options = tuple(Annotated[member, Tag(tag)] for tag, member in members.items())
+
+    def choose_input_or_model(value: Any) -> str | None:
+        # Validation sees YAML data; serialisation sees the models themselves.
+        if isinstance(value, BaseModel):
+            for tag, member in members.items():
+                if isinstance(member, type) and isinstance(value, member):
+                    return tag
+            nested = [tag for tag, member in members.items() if not isinstance(member, type)]
+            return nested[0] if nested else None
+        return choose(value)
+
     return Annotated[
         _union(options),
-        Discriminator(choose, custom_error_type="union_choice", custom_error_message=error),
+        Discriminator(
+            choose_input_or_model, custom_error_type="union_choice", custom_error_message=error
+        ),
     ]
 
 
