@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/python -m cjo.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
 unit: $(STAMP)

@@ -33,9 +33,7 @@ def test_validate_valid_file_exits_0(runner: CliRunner, bundle_file: Path) -> No
     assert "valid (1 Benefit, 1 Journey, 1 Template)" in result.stderr
 
 
-def test_validate_invalid_file_exits_1_with_positions(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_validate_invalid_file_exits_1_with_positions(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(BUNDLE.replace("on: {timeout: end}", "on: {timeout: rewrad}"), "utf-8")
     result = runner.invoke(cli, ["validate", str(path)])

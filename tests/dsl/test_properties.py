@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from cjo.dsl import KINDS, Diagnostic, compile_bundle, validate
 from cjo.dsl._loader import load_documents
 from tests.dsl.test_compile import BUNDLE
+from tests.support import registered_lookup
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 SEEDS: list[str] = [BUNDLE, *(path.read_text(encoding="utf-8") for path in EXAMPLES)]
@@ -43,7 +44,7 @@ yaml_data = st.recursive(
 
 
 def _assert_answered(text: str | bytes) -> None:
-    result = validate(text, "fuzz.yaml")
+    result = validate(text, "fuzz.yaml", registered_lookup())
     assert all(isinstance(d, Diagnostic) for d in result.diagnostics)
     if not result.valid:
         assert any(d.is_error for d in result.diagnostics)
@@ -131,11 +132,14 @@ def _shuffled(node: Any, rng: random.Random) -> Any:
 @given(st.sampled_from(SEEDS), st.randoms(use_true_random=False), st.booleans())
 def test_compilation_is_deterministic(seed: str, rng: random.Random, flow: bool) -> None:
     """Same meaning, any key order and any YAML style: the same plans, byte for byte."""
-    expected = {name: plan.model_dump_json() for name, plan in compile_bundle(seed).plans.items()}
+    lookup = registered_lookup()
+    compiled = compile_bundle(seed, "seed.yaml", lookup)
+    expected = {name: plan.model_dump_json() for name, plan in compiled.plans.items()}
     documents, _ = load_documents(seed)
     reordered = [_shuffled(document.data, rng) for document in documents]
     text = yaml.safe_dump_all(
         reordered, allow_unicode=True, sort_keys=False, default_flow_style=flow
     )
-    again = {name: plan.model_dump_json() for name, plan in compile_bundle(text).plans.items()}
+    recompiled = compile_bundle(text, "reordered.yaml", lookup)
+    again = {name: plan.model_dump_json() for name, plan in recompiled.plans.items()}
     assert again == expected
