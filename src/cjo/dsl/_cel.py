@@ -29,6 +29,7 @@ __all__ = [
     "compile_program",
     "evaluate",
     "expression_of",
+    "fields_referenced",
     "new_context",
     "steps_referenced",
 ]
@@ -513,6 +514,62 @@ def steps_referenced(source: str) -> list[tuple[str, int]]:
             and scan.is_punct(index + 3, "]")
         ):
             found.append((following.body, following.body_start))
+    return found
+
+
+# The fields each root has (dsl-v1, "Expression"); data maps below them take any key.
+ROOT_FIELDS: dict[str, frozenset[str]] = {
+    "user": frozenset(
+        {
+            "id",
+            "name",
+            "phone",
+            "email",
+            "locale",
+            "timezone",
+            "birthday",
+            "created_at",
+            "lifecycle",
+            "tags",
+            "attrs",
+            "addresses",
+            "consents",
+        }
+    ),
+    "trigger": frozenset({"name", "props", "ts"}),
+    "event": frozenset({"name", "props", "ts"}),
+    "journey": frozenset({"name", "version"}),
+    "steps": frozenset({"outcome", "result", "event"}),
+}
+
+
+def fields_referenced(source: str) -> list[tuple[str, str, int]]:
+    """Each `user.<field>`, `trigger.<field>`, ..., `steps.<id>.<field>` with the field's offset.
+
+    The first element names the root (`steps` for `steps.<id>.<field>`).
+    """
+    if not isinstance(source, str):
+        return []
+    tokens = _tokenize(source)
+    scan = _Scan(tokens, ROOTS)
+    found: list[tuple[str, str, int]] = []
+    for index, token in enumerate(tokens):
+        if token.text not in ROOT_FIELDS or not scan.is_root(index) or scan.is_bound(index):
+            continue
+        at = index
+        if token.text == "steps":
+            # Skip the step id: `steps.<id>` or `steps["<id>"]`.
+            if scan.is_punct(at + 1, ".") and at + 2 < len(tokens):
+                at += 2
+            elif scan.is_punct(at + 1, "[") and scan.is_punct(at + 3, "]"):
+                at += 3
+            else:
+                continue
+        if scan.is_punct(at + 1, ".") and at + 2 < len(tokens) and tokens[at + 2].kind == _IDENT:
+            field = tokens[at + 2]
+            # `steps.x.outcome()` would be a call, not a field; leave calls to the compiler.
+            if not scan.is_punct(at + 3, "("):
+                found.append((token.text, field.text, field.start))
     return found
 
 

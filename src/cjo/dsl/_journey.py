@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from cjo.dsl._resources import FrequencyRule, QuietHours
 from cjo.dsl._types import (
+    DURATION_PATTERN,
     ActivityName,
     Channel,
     Duration,
@@ -22,6 +23,7 @@ from cjo.dsl._types import (
     TimeZone,
     ValueMap,
     duration_seconds,
+    human_duration,
     parse_time_of_day,
     parse_timestamp,
     tagged_union,
@@ -131,12 +133,11 @@ Cron = Annotated[
 
 
 def _check_reentry(value: str) -> str:
-    if value not in ("never", "always"):
-        try:
-            duration_seconds(value)
-        except ValueError:
-            raise ValueError(f"reentry is 'never', 'always' or a Duration, not '{value}'") from None
-    return value
+    if value in ("never", "always"):
+        return value
+    if re.match(DURATION_PATTERN, value):
+        return human_duration(duration_seconds(value))  # says so itself if it is zero
+    raise ValueError(f"reentry is 'never', 'always' or a Duration such as 30d, not '{value}'")
 
 
 Reentry = Annotated[

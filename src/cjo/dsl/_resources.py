@@ -47,7 +47,14 @@ DATE_OPERATORS = ("within", "older_than", "anniversary")
 
 
 def _check_anniversary(value: str) -> str:
-    return value if value == "today" else human_duration(duration_seconds(value))
+    if value == "today":
+        return value
+    try:
+        return human_duration(duration_seconds(value))
+    except ValueError:
+        raise ValueError(
+            f"anniversary is 'today' or a Duration such as 7d (the next 7 days), not '{value}'"
+        ) from None
 
 
 Anniversary = Annotated[
@@ -310,8 +317,11 @@ class QuietHours(Strict):
         return self
 
 
+FrequencyChannel = Literal["sms", "email", "push", "inbox", "wechat", "call", "webhook", "any"]
+
+
 class FrequencyRule(Strict):
-    channel: Channel | Literal["any"]
+    channel: FrequencyChannel
     max: int = Field(ge=1)
     per: Duration
 
