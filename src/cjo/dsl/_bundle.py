@@ -8,7 +8,7 @@ from typing import Any
 
 from cjo.dsl._diagnostics import Diagnostic, Severity, did_you_mean
 from cjo.dsl._documents import Envelope
-from cjo.dsl._loader import Document, Path, format_path
+from cjo.dsl._loader import Document, Path, Position, format_path
 from cjo.dsl._lookup import InMemoryLookup, ResourceLookup, resource_version
 
 
@@ -82,7 +82,12 @@ class Bundle:
     ) -> None:
         line, column = document.position(path, at_key=at_key)
         position = document.source.get(path)
-        if offset is not None and position is not None and position.single_line_scalar:
+        if (
+            offset is not None
+            and position is not None
+            and position.single_line_scalar
+            and _columns_match_text(position, _value_at(document.data, path))
+        ):
             column += offset + (1 if position.style else 0)
         self.diagnostics.append(
             Diagnostic(document.file, line, column, code, message, format_path(path), severity)
@@ -99,3 +104,23 @@ class Bundle:
 
     def names_hint(self, word: str, candidates: Sequence[str]) -> str:
         return did_you_mean(word, candidates)
+
+
+def _value_at(data: Any, path: Path) -> Any:
+    node = data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _columns_match_text(position: Position, value: Any) -> bool:
+    """Whether an offset into the scalar's text is the same distance in the source line.
+
+    An escape (`\\"`, `\\u0027`, `''`) makes the source longer than the text; an offset
+    would then land on the wrong character, so the value's start is reported instead.
+    """
+    quotes = 2 if position.style else 0
+    return isinstance(value, str) and position.end_column - position.column - quotes == len(value)

@@ -153,7 +153,12 @@ def _scalar_with_tag(text: str, tag: str, line: int, column: int) -> Any:
         "null": (type(None),),
     }
     types = expected.get(kind)
-    if types is None or not isinstance(value, types) or (kind != "bool" and value is True):
+    # bool is a subclass of int: `!!int false` must not pass as the number 0.
+    if (
+        types is None
+        or not isinstance(value, types)
+        or (kind != "bool" and isinstance(value, bool))
+    ):
         raise _Refused("E100", f"'{text}' is not a valid !!{kind}", line, column)
     if kind == "float" and isinstance(value, int | float):
         return float(value)
@@ -167,6 +172,9 @@ class _Builder:
         self.file = file
         self.events = events
         self.depth = 0
+        # Mistakes that leave the document readable (a duplicate key) are reported with
+        # everything else validation finds, instead of hiding the rest of the file.
+        self.problems: list[Diagnostic] = []
 
     def _next(self) -> Any:
         return next(self.events)
@@ -242,21 +250,36 @@ class _Builder:
 
     def _mapping(self, start: Any, path: Path, source: SourceMap, key_pos: tuple[int, int]) -> Any:
         mapping: dict[str, Any] = {}
+        key_lines: dict[str, int] = {}
         while True:
             event = self._next()
             if isinstance(event, yaml.MappingEndEvent):
                 break
             key_line, key_column = self._check(event)
             if not isinstance(event, yaml.ScalarEvent):
-                raise _Refused("E110", "mapping keys must be plain strings", key_line, key_column)
+                # Skip the key and its value (both still checked for safety) and go on.
+                self._node(event, path, SourceMap(), (key_line, key_column))
+                self._node(self._next(), path, SourceMap(), (key_line, key_column))
+                self._problem(key_line, key_column, "mapping keys must be plain strings", path)
+                continue
             key = event.value
             value_event = self._next()
             child = (*path, key)
             if key in mapping:
-                raise _Refused("E110", f"duplicate key '{key}'", key_line, key_column)
+                # The first value stands; the repeated one is read (and checked) but dropped.
+                self._node(value_event, child, SourceMap(), (key_line, key_column))
+                message = f"duplicate key '{key}' (first on line {key_lines[key]})"
+                self._problem(key_line, key_column, message, child)
+                continue
+            key_lines[key] = key_line
             mapping[key] = self._node(value_event, child, source, (key_line, key_column))
         self._record_collection(start, event, path, source, key_pos)
         return mapping
+
+    def _problem(self, line: int, column: int, message: str, path: Path) -> None:
+        self.problems.append(
+            Diagnostic(self.file, line, column, "E110", message, format_path(path))
+        )
 
     @staticmethod
     def _record_collection(
@@ -293,9 +316,14 @@ def load_documents(
     except yaml.MarkedYAMLError as exc:
         line, column = _mark(exc.problem_mark or exc.context_mark)
         problem = exc.problem or exc.context or "invalid YAML"
+        if problem == "exceeded maximum nesting depth":
+            # libyaml scans ahead through flow collections and stops at its own limit
+            # (1000 levels) before the builder sees level 65: still too deep, not bad YAML.
+            message = f"nesting is deeper than {MAX_DEPTH} levels"
+            return [], [Diagnostic(file, line, column, "E101", message)]
         return [], [Diagnostic(file, line, column, "E100", f"not valid YAML: {problem}")]
     except yaml.YAMLError as exc:
         return [], [Diagnostic(file, 1, 1, "E100", f"not valid YAML: {exc}")]
     except (RecursionError, MemoryError):
         return [], [Diagnostic(file, 1, 1, "E101", "input is too complex to load safely")]
-    return documents, []
+    return documents, builder.problems

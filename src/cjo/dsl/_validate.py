@@ -67,7 +67,8 @@ def validate(
     bundle = Bundle(file, lookup=lookup if lookup is not None else InMemoryLookup())
     documents, problems = load_documents(text, file)
     bundle.diagnostics.extend(problems)
-    if not documents and not problems:
+    # Empty documents (`---` alone, or `~`) hold nothing either; a file of them is as empty.
+    if all(document.data is None for document in documents) and not problems:
         bundle.diagnostics.append(Diagnostic(file, 1, 1, "E100", "the file holds no documents"))
     seen: dict[tuple[str, str, str], Document] = {}
     for document in documents:
