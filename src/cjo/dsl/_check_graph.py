@@ -53,7 +53,15 @@ def check_graph(
     ids = [step.id for step in steps]
     seen: dict[str, int] = {}
     for index, step in enumerate(steps):
-        if step.id in seen:
+        if step.id == END:
+            bundle.report(
+                doc,
+                (*STEPS, index, "id"),
+                "E110",
+                "'end' is reserved: `next: end` and `on.<outcome>: end` finish the run; "
+                "give this step another id",
+            )
+        elif step.id in seen:
             bundle.report(
                 doc,
                 (*STEPS, index, "id"),
@@ -64,14 +72,17 @@ def check_graph(
             seen[step.id] = index
     for index, step in enumerate(steps):
         _check_routes(bundle, doc, index, step, ids, outcomes.get(step.id))
+    if len(seen) != len(steps):
+        # With duplicate ids the graph is ambiguous: judge it by each id's first step.
+        steps = [steps[index] for index in sorted(seen.values())]
     graph = transitions(steps, outcomes)
     known = set(ids)
     edges = {
         source: sorted({t for t in routes.values() if t in known})
         for source, routes in graph.items()
     }
-    _check_cycles(bundle, doc, steps, edges)
-    _check_reachable(bundle, doc, steps, edges)
+    _check_cycles(bundle, doc, steps, edges, seen)
+    _check_reachable(bundle, doc, steps, edges, seen)
 
 
 def _check_target(
@@ -100,7 +111,7 @@ def _check_routes(
                     doc,
                     (*at, key),
                     "E110",
-                    f"a {step.type} step takes no '{key}': "
+                    f"{'an' if step.type == 'end' else 'a'} {step.type} step takes no '{key}': "
                     f"it routes through {routed_by[step.type]}",
                     at_key=True,
                 )
@@ -133,7 +144,11 @@ def _check_routes(
 
 
 def _check_cycles(
-    bundle: Bundle, doc: Document, steps: Sequence[Any], edges: dict[str, list[str]]
+    bundle: Bundle,
+    doc: Document,
+    steps: Sequence[Any],
+    edges: dict[str, list[str]],
+    position: dict[str, int],
 ) -> None:
     """Report each strongly connected group of steps that loops with no wait inside."""
     pausing = {step.id for step in steps if step.type in PAUSING_TYPES}
@@ -142,7 +157,6 @@ def _check_cycles(
         for sid, targets in edges.items()
         if sid not in pausing
     }
-    position = {step.id: index for index, step in enumerate(steps)}
     for component in _strongly_connected(active):
         looping = len(component) > 1 or component[0] in active.get(component[0], [])
         if not looping:
@@ -202,7 +216,11 @@ def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
 
 
 def _check_reachable(
-    bundle: Bundle, doc: Document, steps: Sequence[Any], edges: dict[str, list[str]]
+    bundle: Bundle,
+    doc: Document,
+    steps: Sequence[Any],
+    edges: dict[str, list[str]],
+    position: dict[str, int],
 ) -> None:
     if not steps:
         return
@@ -213,11 +231,11 @@ def _check_reachable(
             if target not in reached:
                 reached.add(target)
                 frontier.append(target)
-    for index, step in enumerate(steps):
+    for step in steps:
         if step.id not in reached:
             bundle.report(
                 doc,
-                (*STEPS, index, "id"),
+                (*STEPS, position[step.id], "id"),
                 "W203",
                 f"step '{step.id}' is never reached",
                 severity=Severity.WARNING,

@@ -8,7 +8,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from cjo.dsl._bundle import Bundle, Entry
-from cjo.dsl._cel import check_expression, expression_of, steps_referenced
+from cjo.dsl._cel import (
+    ROOT_FIELDS,
+    check_expression,
+    expression_of,
+    fields_referenced,
+    steps_referenced,
+)
 from cjo.dsl._check_graph import check_graph
 from cjo.dsl._check_resources import locales_without_opt_out, opt_out_pattern
 from cjo.dsl._diagnostics import did_you_mean
@@ -26,7 +32,7 @@ from cjo.dsl._journey import (
     WaitForStep,
 )
 from cjo.dsl._loader import Document, Path
-from cjo.dsl._templates import check_template
+from cjo.dsl._templates import check_template, syntax_problems
 from cjo.dsl._types import EVENT_PATTERN
 
 STEPS: Path = ("spec", "steps")
@@ -39,7 +45,11 @@ def check_journey(bundle: Bundle, entry: Entry) -> None:
     step_ids = [step.id for step in spec.steps]
     _check_events(bundle, doc, spec)
     audience = spec.trigger.segment
-    if audience is not None and bundle.find("Segment", entry.model.business_line, audience) is None:
+    if (
+        audience is not None
+        and spec.trigger.event is None
+        and bundle.find("Segment", entry.model.business_line, audience) is None
+    ):
         path = ("spec", "trigger", "segment")
         bundle.report_unknown_reference(doc, path, "Segment", entry.model.business_line, audience)
     _check_expressions(bundle, doc, spec, step_ids)
@@ -135,6 +145,18 @@ def _check_expressions(
         for problem in check_expression(source):
             offset = None if problem.offset is None else base + problem.offset
             bundle.report(doc, path, problem.code, problem.message, offset=offset)
+        for root, name, offset in fields_referenced(source):
+            if name not in ROOT_FIELDS[root]:
+                what = "a step" if root == "steps" else root
+                hint = did_you_mean(name, sorted(ROOT_FIELDS[root]))
+                bundle.report(
+                    doc,
+                    path,
+                    "E211",
+                    f"{what} has no field '{name}'{hint}; "
+                    f"its fields are {', '.join(sorted(ROOT_FIELDS[root]))}",
+                    offset=base + offset,
+                )
         for step_id, offset in steps_referenced(source):
             if step_id not in step_ids:
                 hint = did_you_mean(step_id, step_ids)
@@ -209,7 +231,8 @@ def _check_call(bundle: Bundle, doc: Document, at: Path, step: CallStep) -> None
         bundle.report(doc, (*at, "activity"), "E220", f"unknown activity '{step.activity}'{hint}")
         return
     try:
-        declared.params.model_validate(step.with_)
+        # Literals must already have the declared type: no "3" for 3, no true for 1.
+        declared.params.model_validate(step.with_, strict=True)
     except ValidationError as error:
         accepted = [info.alias or name for name, info in declared.params.model_fields.items()]
         for item in error.errors(include_url=False):
@@ -253,24 +276,36 @@ def _check_send(
                 "E232",
                 f"template '{name}' is for {template.channel}, but this sends it on {channel}",
             )
+        # `steps` holds steps already run, so a send cannot read its own result;
+        # `benefit` exists only in journeys that grant one.
+        earlier = [step_id for step_id in step_ids if step_id != step.id]
+        assert isinstance(entry.model, JourneyDocument)
+        has_grant = any(isinstance(s, GrantStep) for s in entry.model.spec.steps)
         for locale, content in template.content.items():
             parts = [("body", content.body), ("subject", content.subject), ("html", content.html)]
             for part, text in parts:
-                if text is None:
+                # A template in this file reports its own syntax errors, once.
+                if text is None or (resolved.source is not None and syntax_problems(text)):
                     continue
                 for problem in check_template(
                     text,
                     step_vars=step.vars or {},
-                    step_ids=step_ids,
+                    step_ids=earlier,
                     journey_name=entry.model.name,
+                    has_benefit=has_grant,
                 ):
                     where = f" (line {problem.line})" if problem.line else ""
+                    hint = (
+                        " (this journey has no grant step)"
+                        if not has_grant and "benefit" in problem.message
+                        else ""
+                    )
                     bundle.report(
                         doc,
                         path,
                         "E230",
                         f"template '{name}' {locale} {part} does not render for step "
-                        f"'{step.id}'{where}: {problem.message}",
+                        f"'{step.id}'{where}: {problem.message}{hint}",
                     )
         # A marketing template is checked where it is defined; a service template sent
         # as marketing is only wrong here, where the two meet.

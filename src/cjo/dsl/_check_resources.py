@@ -34,7 +34,7 @@ from cjo.dsl._types import LIFECYCLE_STAGES
 
 DATE_FIELDS = frozenset({"birthday", "created_at"})
 BUILT_IN_FIELDS = frozenset(
-    {"id", "name", "phone", "email", "locale", "timezone", "lifecycle", *DATE_FIELDS}
+    {"id", "name", "phone", "email", "locale", "timezone", "lifecycle", "tags", *DATE_FIELDS}
 )
 
 

@@ -110,7 +110,13 @@ def _message(error: dict[str, Any], data_at: Any, loc: tuple[Any, ...]) -> str:
         return re.sub(r"^(Value|Assertion) error, ", "", str(error["msg"]))
     if kind == "string_pattern_mismatch":
         return f"{shown} does not match the pattern {error.get('ctx', {}).get('pattern')}"
-    if kind.startswith(("greater_than", "less_than", "too_short", "too_long", "string_too")):
+    if kind in ("too_short", "too_long"):
+        ctx = error.get("ctx") or {}
+        if kind == "too_short":
+            least = ctx.get("min_length", 1)
+            return f"needs at least {least} item{'s' if least != 1 else ''}"
+        return f"takes at most {ctx.get('max_length')} items"
+    if kind.startswith(("greater_than", "less_than", "string_too")):
         text = str(error["msg"])
         message = text[0].lower() + text[1:]
         return message.replace("input should", "must").replace("list should", "must")

@@ -395,8 +395,13 @@ def sample_context(
     step_vars: Mapping[str, Any],
     step_ids: Sequence[str],
     journey_name: str = "sample-journey",
+    *,
+    has_benefit: bool = True,
 ) -> dict[str, Any]:
-    """A fresh context with the run-time shape: strict records, permissive data maps."""
+    """A fresh context with the run-time shape: strict records, permissive data maps.
+
+    `benefit` is there only when the journey can grant one, as at run time.
+    """
     user = _StrictMap(
         "user",
         {
@@ -442,7 +447,7 @@ def sample_context(
             "expires_at": _SAMPLE_NOW + timedelta(days=30),
         },
     )
-    return {
+    context = {
         "user": user,
         "trigger": _sample_event("trigger"),
         "event": _sample_event("event"),
@@ -454,6 +459,9 @@ def sample_context(
         ),
         "benefit": benefit,
     }
+    if not has_benefit:
+        del context["benefit"]
+    return context
 
 
 def check_template(
@@ -462,10 +470,11 @@ def check_template(
     step_vars: Mapping[str, Any],
     step_ids: Sequence[str],
     journey_name: str = "sample-journey",
+    has_benefit: bool = True,
 ) -> list[TemplateProblem]:
     """Render `body` once against the sample context; [] if it renders."""
     try:
-        render(body, sample_context(step_vars, step_ids, journey_name))
+        render(body, sample_context(step_vars, step_ids, journey_name, has_benefit=has_benefit))
     except TemplateRenderError as exc:
         return [TemplateProblem(exc.message, exc.line)]
     return []
