@@ -25,8 +25,10 @@ _SHAPES = {
 
 
 def _label(text: str) -> str:
-    # Mermaid reads quotes and brackets as syntax; `#quot;` is its escape.
-    return '"' + text.replace('"', "#quot;") + '"'
+    # Mermaid reads quotes and angle brackets as syntax; `#quot;` and `#lt;` are its escapes.
+    # Our own line breaks (<br/>) are put back.
+    escaped = text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    return '"' + escaped.replace("#lt;br/#gt;", "<br/>") + '"'
 
 
 def _node(step_id: str) -> str:

@@ -81,6 +81,7 @@ def validate(
             )
             continue
         identity = _identity(document.data)
+        duplicate = identity is not None and identity in seen
         if identity is not None and identity in seen:
             line, column = document.position(("metadata", "name"))
             first, _ = seen[identity].position(("metadata", "name"))
@@ -96,17 +97,18 @@ def validate(
                     "metadata.name",
                 )
             )
-            continue
-        if identity is not None:
+        elif identity is not None:
             seen[identity] = document
         try:
             model = DOCUMENT_ADAPTER.validate_python(document.data)
         except ValidationError as error:
             bundle.diagnostics.extend(schema_diagnostics(document, error))
-            if identity is not None:
+            if identity is not None and not duplicate:
                 bundle.broken.add(identity)
             continue
-        bundle.entries.append(Entry(document, model))
+        # A duplicate's schema is still checked, but references resolve to the first.
+        if not duplicate:
+            bundle.entries.append(Entry(document, model))
     for entry in bundle.entries:
         check = _CHECKS.get(entry.kind)
         if check is not None:
