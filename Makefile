@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench schema clean
+.PHONY: demo test lint unit bench schema clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "CJO needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/python -m cjo.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 unit: $(STAMP)
@@ -27,7 +27,7 @@ unit: $(STAMP)
 test: lint unit
 
 bench: $(STAMP)
-	@echo "no benchmarks yet: they arrive with the store and the runtime"
+	$(BIN)/python bench/dsl.py
 
 # Regenerates the committed JSON Schema that editors point at.
 schema: $(STAMP)

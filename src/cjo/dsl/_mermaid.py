@@ -37,7 +37,8 @@ def _node(step_id: str) -> str:
 
 def _detail(step_type: str, params: dict[str, Any]) -> str:
     if step_type == "send":
-        return f"send {params['channel']}: {params['template']}"
+        fallback = "".join(f"<br/>else {f['channel']}: {f['template']}" for f in params["fallback"])
+        return f"send {params['channel']}: {params['template']}{fallback}"
     if step_type == "grant":
         return f"grant {params['benefit']} ×{params['quantity']}"
     if step_type == "risk":
@@ -100,6 +101,10 @@ def mermaid(plan: Plan) -> str:
     """A `flowchart TD` of the plan: entry, every step, and where each outcome goes."""
     trigger = plan.trigger
     entry = f"event {trigger.event}" if trigger.kind == "event" else f"segment {trigger.segment}"
+    if trigger.where:
+        entry += f"<br/>where {trigger.where}"
+    if plan.holdout_percent:
+        entry += f"<br/>holdout {plan.holdout_percent:g}%"
     lines = ["flowchart TD", f"    entry(({_label('enter: ' + entry)}))"]
     for step_id, step in _in_walk_order(plan):
         opening, closing = _SHAPES[step.type]
@@ -126,4 +131,7 @@ def mermaid(plan: Plan) -> str:
         within = human_duration(plan.goal.within_seconds)
         goal = f"goal: {plan.goal.event} within {within}" + ("" if plan.goal.exit else " (counted)")
         lines.append(f"    goal>{_label(goal)}]")
+    for index, rule in enumerate(plan.exits):
+        where = f"<br/>where {rule.where}" if rule.where else ""
+        lines.append(f"    exit_{index}>{_label(f'exit on {rule.event}{where}')}]")
     return "\n".join(lines) + "\n"
