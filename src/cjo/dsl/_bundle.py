@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from cjo.dsl._diagnostics import Diagnostic, Severity, did_you_mean
 from cjo.dsl._documents import Envelope
-from cjo.dsl._loader import Document, Path, Position, format_path
+from cjo.dsl._loader import Document, Path, Position, format_path, value_at
 from cjo.dsl._lookup import InMemoryLookup, ResourceLookup, resource_version
 
 
@@ -86,7 +86,7 @@ class Bundle:
             offset is not None
             and position is not None
             and position.single_line_scalar
-            and _columns_match_text(position, _value_at(document.data, path))
+            and _columns_match_text(position, value_at(document.data, path))
         ):
             column += offset + (1 if position.style else 0)
         self.diagnostics.append(
@@ -101,19 +101,6 @@ class Bundle:
         hint = did_you_mean(name, self.names(kind, business_line))
         where = f" in business line '{business_line}'" if business_line != "default" else ""
         self.report(document, path, "E220", f"unknown {kind} '{name}'{where}{hint}")
-
-    def names_hint(self, word: str, candidates: Sequence[str]) -> str:
-        return did_you_mean(word, candidates)
-
-
-def _value_at(data: Any, path: Path) -> Any:
-    node = data
-    for part in path:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return node
 
 
 def _columns_match_text(position: Position, value: Any) -> bool:

@@ -31,7 +31,7 @@ from cjo.dsl._journey import (
     UpdateStep,
     WaitForStep,
 )
-from cjo.dsl._loader import Document, Path
+from cjo.dsl._loader import Document, Path, value_at
 from cjo.dsl._templates import check_template, syntax_problems
 from cjo.dsl._types import EVENT_PATTERN
 
@@ -140,7 +140,7 @@ def _check_expressions(
     for path, source in _expressions(spec):
         # A `${ expr }` value sits inside the YAML string after "${" and spaces.
         value = doc.source.get(path)
-        raw = _value_at(doc.data, path)
+        raw = value_at(doc.data, path)
         base = raw.index(source) if isinstance(raw, str) and value is not None else 0
         for problem in check_expression(source):
             offset = None if problem.offset is None else base + problem.offset
@@ -167,16 +167,6 @@ def _check_expressions(
                     f"unknown step '{step_id}' in steps.{step_id}{hint}",
                     offset=base + offset,
                 )
-
-
-def _value_at(data: Any, path: Path) -> Any:
-    node = data
-    for part in path:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return node
 
 
 def outcomes_of(bundle: Bundle, spec: JourneySpec) -> dict[str, tuple[str, ...] | None]:

@@ -104,6 +104,17 @@ def format_path(path: Path) -> str:
     return out
 
 
+def value_at(data: Any, path: Path) -> Any:
+    """The value at `path` in loaded data, or None where the path does not lead."""
+    node = data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
 class _Refused(Exception):
     def __init__(self, code: str, message: str, line: int, column: int) -> None:
         super().__init__(message)

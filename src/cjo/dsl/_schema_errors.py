@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from cjo.dsl._diagnostics import Diagnostic, did_you_mean
 from cjo.dsl._documents import KINDS, AnyDocument
 from cjo.dsl._journey import STEP_TYPES
-from cjo.dsl._loader import Document, Path, format_path
+from cjo.dsl._loader import Document, Path, format_path, value_at
 from cjo.dsl._types import UNION_TAGS
 
 _SIMPLE_MESSAGES = {
@@ -130,7 +130,7 @@ def schema_diagnostics(document: Document, error: ValidationError) -> list[Diagn
         loc = tuple(item["loc"])
         kind = item["type"]
         path, missing = _data_path(document.data, loc, kind)
-        data_at = _value_at(document.data, path)
+        data_at = value_at(document.data, path)
         at_key = False
         if kind == "missing":
             message = f"missing required field '{missing}'"
@@ -161,13 +161,3 @@ def _union_message(item: dict[str, Any], data_at: Any, path: Path) -> tuple[str,
         hint = did_you_mean(value, KINDS)
         return f"unknown kind '{value}'{hint}; one of {', '.join(KINDS)}", (*path, "kind")
     return text, path
-
-
-def _value_at(data: Any, path: Path) -> Any:
-    node = data
-    for part in path:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return node
