@@ -1,0 +1,1 @@
+"""Settings, logging, the embedded stack and the Temporal client: what every process needs."""

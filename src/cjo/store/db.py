@@ -1,0 +1,29 @@
+"""Engines and sessions. Activities and the API use the async engine; migrations the sync one."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+    """An async engine over psycopg 3 (`postgresql+psycopg://...`)."""
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        # Times are stored with time zones; the session works in UTC so `now()` agrees.
+        connect_args={"options": "-c timezone=UTC"},
+    )
+
+
+def make_sync_engine(url: str) -> Engine:
+    return create_engine(url, connect_args={"options": "-c timezone=UTC"})
+
+
+def make_sessions(engine: AsyncEngine) -> SessionFactory:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)

@@ -1,0 +1,31 @@
+"""Every table, grouped by the resource it serves. Importing this registers them all."""
+
+from cjo.store.schema.audit import AuditEntry
+from cjo.store.schema.goods import BenefitLedger, Grant
+from cjo.store.schema.messaging import ContactLog, DeliveryReceipt, Message
+from cjo.store.schema.people import AudienceMember, AudienceSnapshot, Consent, Event, Profile
+from cjo.store.schema.resources import Resource, ResourceVersion
+from cjo.store.schema.risk import RiskDecision, RiskListEntry
+from cjo.store.schema.runs import ActivityReceipt, Campaign, Enrolment, StepLogEntry
+
+__all__ = [
+    "ActivityReceipt",
+    "AudienceMember",
+    "AudienceSnapshot",
+    "AuditEntry",
+    "BenefitLedger",
+    "Campaign",
+    "Consent",
+    "ContactLog",
+    "DeliveryReceipt",
+    "Enrolment",
+    "Event",
+    "Grant",
+    "Message",
+    "Profile",
+    "Resource",
+    "ResourceVersion",
+    "RiskDecision",
+    "RiskListEntry",
+    "StepLogEntry",
+]
