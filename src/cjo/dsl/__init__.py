@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cjo.dsl._bundle import Bundle
+from cjo.dsl._cel import evaluate as evaluate_expression
 from cjo.dsl._compile import compile_journey
 from cjo.dsl._diagnostics import CODES, Diagnostic, Severity, has_errors
-from cjo.dsl._documents import API_VERSION, KINDS, Envelope, JourneyDocument
+from cjo.dsl._documents import API_VERSION, DOCUMENT_ADAPTER, KINDS, Envelope, JourneyDocument
 from cjo.dsl._lookup import (
     ActivityDeclaration,
     InMemoryLookup,
@@ -28,11 +29,26 @@ from cjo.dsl._lookup import (
 )
 from cjo.dsl._mermaid import mermaid
 from cjo.dsl._plan import Plan, PlanStep, Value
+from cjo.dsl._resources import (
+    BenefitSpec,
+    ContactPolicySpec,
+    RiskPolicySpec,
+    SegmentSpec,
+    TemplateSpec,
+)
 from cjo.dsl._schema import json_schema
+from cjo.dsl._templates import TemplateRenderError
+from cjo.dsl._templates import render as render_template
 from cjo.dsl._validate import ValidationResult, validate
 
 __all__ = [
     "API_VERSION",
+    "DOCUMENT_ADAPTER",
+    "BenefitSpec",
+    "ContactPolicySpec",
+    "RiskPolicySpec",
+    "SegmentSpec",
+    "TemplateSpec",
     "CODES",
     "KINDS",
     "ActivityDeclaration",
@@ -49,12 +65,15 @@ __all__ = [
     "PublishedResource",
     "ResourceLookup",
     "Severity",
+    "TemplateRenderError",
     "ValidationResult",
     "Value",
     "compile_bundle",
     "content_hash",
+    "evaluate_expression",
     "json_schema",
     "mermaid",
+    "render_template",
     "resource_version",
     "validate",
 ]
