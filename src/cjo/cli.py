@@ -21,6 +21,9 @@ from cjo.dsl import (
     mermaid,
     validate,
 )
+from cjo.runtime import stack
+from cjo.runtime.settings import get_settings
+from cjo.store import migrate
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -159,6 +162,60 @@ def schema_command(output: str | None) -> None:
         Path(output).write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=False)
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The database: migrations."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade_command(revision: str) -> None:
+    """Migrate the database (CJO_DATABASE_URL, else the embedded one) to REVISION."""
+    settings = get_settings()
+    info = stack.start(settings, temporal=False)
+    migrate.upgrade(info.database_url, revision)
+    click.echo(f"database at {migrate.current(info.database_url)}: {_masked(info.database_url)}")
+
+
+@cli.group("stack")
+def stack_group() -> None:
+    """The embedded PostgreSQL and Temporal dev server, with data under CJO_HOME (.cjo/)."""
+
+
+@stack_group.command("start")
+@click.option("--no-temporal", is_flag=True, help="Start only PostgreSQL.")
+def stack_start_command(no_temporal: bool) -> None:
+    """Start what is not running yet (safe to repeat), and migrate the database."""
+    settings = get_settings()
+    try:
+        info = stack.start(settings, temporal=not no_temporal)
+    except stack.StackError as error:
+        raise click.ClickException(str(error)) from None
+    migrate.upgrade(info.database_url)
+    click.echo(f"postgres  {_masked(info.database_url)}")
+    if info.temporal_address:
+        click.echo(f"temporal  {info.temporal_address}")
+    if info.temporal_ui:
+        click.echo(f"web ui    {info.temporal_ui}")
+
+
+@stack_group.command("stop")
+def stack_stop_command() -> None:
+    """Stop the embedded servers (servers given by CJO_* URLs are left alone)."""
+    stopped = stack.stop(get_settings())
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def _masked(url: str) -> str:
+    """A URL fit to print: no password."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, credentials = head.partition("://")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{tail}"
 
 
 def main() -> None:

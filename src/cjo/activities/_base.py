@@ -41,7 +41,9 @@ async def lock(session: AsyncSession, *parts: str) -> None:
 
     A transaction-scoped advisory lock: released at commit or rollback, never leaked.
     """
-    await session.execute(
+    # Through the connection: SQLModel's session.execute is deprecated for plain SQL.
+    connection = await session.connection()
+    await connection.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": "\x1f".join(parts)},
     )

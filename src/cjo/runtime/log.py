@@ -48,20 +48,15 @@ def add_temporal_ids(
     """Inside an activity or a workflow, say which workflow run the line belongs to."""
     from temporalio import activity, workflow
 
-    try:
+    if activity.in_activity():
         info = activity.info()
         event_dict.setdefault("workflow_id", info.workflow_id)
         event_dict.setdefault("run_id", info.workflow_run_id)
         event_dict.setdefault("activity", info.activity_type)
-        return event_dict
-    except RuntimeError:
-        pass
-    try:
+    elif workflow.in_workflow():
         winfo = workflow.info()
         event_dict.setdefault("workflow_id", winfo.workflow_id)
         event_dict.setdefault("run_id", winfo.run_id)
-    except RuntimeError:
-        pass
     return event_dict
 
 

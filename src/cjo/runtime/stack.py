@@ -22,6 +22,8 @@ from typing import Any
 from cjo.runtime.settings import Settings
 
 READY_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 15.0
+_DETACHED: list[subprocess.Popen[bytes]] = []
 
 
 class StackError(RuntimeError):
@@ -65,21 +67,21 @@ def _pgserver() -> Any:
 
 def stop_postgres(data_dir: Path) -> bool:
     """Stop the embedded PostgreSQL if it runs; True if it was running."""
-    pg_ctl = _pg_ctl()
-    if not (data_dir / "postmaster.pid").exists() or pg_ctl is None:
+    if not (data_dir / "postmaster.pid").exists():
         return False
-    result = subprocess.run(
-        [pg_ctl, "-D", str(data_dir), "-m", "fast", "-w", "stop"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.returncode == 0
-
-
-def _pg_ctl() -> str | None:
-    candidate = Path(_pgserver().__file__).parent / "pginstall" / "bin" / "pg_ctl"
-    return str(candidate) if candidate.exists() else shutil.which("pg_ctl")
+    pgserver = _pgserver()
+    # As root, pgserver runs PostgreSQL as its own system user; pg_ctl must run as that user.
+    server = pgserver.PostgresServer(data_dir, cleanup_mode=None)
+    try:
+        pgserver.pgexec.pgexec(
+            "pg_ctl",
+            ("-D", str(data_dir), "-m", "fast", "-w", "stop"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
+    except subprocess.CalledProcessError:
+        return False
+    return True
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -103,7 +105,6 @@ def start_temporal(settings: Settings) -> str:
     if _port_open("127.0.0.1", settings.temporal_port):
         return address
     settings.home.mkdir(parents=True, exist_ok=True)
-    log = (settings.home / "temporal.log").open("ab")
     command = [
         temporal_binary(),
         "server",
@@ -122,9 +123,13 @@ def start_temporal(settings: Settings) -> str:
         "warn",
     ]
     # A session of its own, so Ctrl-C in a terminal running `cjo` does not kill it too.
-    process = subprocess.Popen(
-        command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
-    )
+    with (settings.home / "temporal.log").open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    # The server outlives this call on purpose; holding the handle keeps Python from
+    # warning that a child it forgot about is still running.
+    _DETACHED.append(process)
     (settings.home / "temporal.pid").write_text(str(process.pid))
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -149,7 +154,17 @@ def stop_temporal(settings: Settings) -> bool:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
-    deadline = time.monotonic() + 15
+    ours = next((p for p in _DETACHED if p.pid == pid), None)
+    if ours is not None:
+        # Started by this process: wait for it, or it would linger as a zombie.
+        try:
+            ours.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            ours.kill()
+            ours.wait()
+        _DETACHED.remove(ours)
+        return True
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
