@@ -1,0 +1,366 @@
+"""Messaging: the decision half of a send, recorded in the outbox.
+
+`MessagingActivities.send` decides for each request whether, where and when a message may go
+(address, consent, quiet hours in the user's local time, frequency caps, rendering, opt-out)
+and records the decision as a `messages` row: `pending` (the outbox a dispatcher delivers
+from) or `suppressed` with its reason. A marketing message also gets a `contact_log` row in
+the same transaction, taken under the user's advisory lock, so caps hold under any
+concurrency. A `delay` (quiet hours with action `delay`) writes nothing: the workflow sleeps
+until the window opens and asks again with the same key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+
+from cjo.activities._base import lock, new_id, utc
+from cjo.activities._contact_rules import (
+    Contact,
+    Rendered,
+    address_of,
+    choose_locale,
+    lacks_opt_out,
+    over_cap,
+    quiet_until,
+    render_content,
+    unreachable,
+    user_root,
+    user_zone,
+)
+from cjo.activities._outbox_store import (
+    consents_by_user,
+    contacts_since,
+    insert_messages,
+    log_contacts,
+    messages_by_key,
+    profiles_by_id,
+)
+from cjo.dsl import TemplateRenderError, TemplateSpec
+from cjo.dsl._plan import PlanContactPolicy, PlanLimits
+from cjo.runtime.log import get_logger
+from cjo.store.db import SessionFactory
+from cjo.store.schema import Message, Profile
+
+__all__ = [
+    "FallbackOption",
+    "MessagingActivities",
+    "SendDecision",
+    "SendMessageInput",
+    "SendMessageResult",
+    "SendRequest",
+    "TemplateRef",
+]
+
+PENDING = "pending"
+SUPPRESSED = "suppressed"
+# Bounds one transaction: its advisory locks, its IN lists and its multi-row INSERT.
+REQUESTS_PER_TRANSACTION = 500
+
+SuppressReason = Literal[
+    "unknown_user",
+    "no_address",
+    "no_consent",
+    "quiet_hours",
+    "frequency_cap",
+    "no_opt_out",
+    "render_error",
+]
+
+_log = get_logger(__name__)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TemplateRef(_Frozen):
+    """A Template as pinned in the Plan: its name, version and spec."""
+
+    name: str
+    version: str | None = None
+    spec: TemplateSpec
+
+
+class FallbackOption(_Frozen):
+    channel: str
+    template: TemplateRef
+
+
+class SendRequest(_Frozen):
+    """One send step of one user, with everything the decision needs."""
+
+    key: str
+    business_line: str
+    journey: str
+    journey_version: str | None = None
+    workflow_id: str
+    step_id: str
+    user_id: str
+    at: datetime
+    channel: str
+    template: TemplateRef
+    fallback: list[FallbackOption] = Field(default_factory=list)
+    marketing: bool = True
+    vars: dict[str, Any] = Field(default_factory=dict)
+    trigger: dict[str, Any] = Field(default_factory=dict)
+    steps: dict[str, Any] = Field(default_factory=dict)
+    benefit: dict[str, Any] | None = None
+    limits: PlanLimits = Field(default_factory=PlanLimits)
+    policy: PlanContactPolicy
+
+    @field_validator("at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+
+class SendMessageInput(_Frozen):
+    requests: list[SendRequest]
+
+
+class SendDecision(_Frozen):
+    """`sent` (in the outbox), `suppressed` (recorded with `reason`) or `delay` (until)."""
+
+    key: str
+    outcome: Literal["sent", "suppressed", "delay"]
+    message_id: str | None = None
+    channel: str | None = None
+    fallback_used: bool = False
+    reason: str | None = None
+    until: datetime | None = None
+
+
+class SendMessageResult(_Frozen):
+    results: list[SendDecision]
+
+
+class MessagingActivities:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name="messaging.send")
+    async def send(self, batch: SendMessageInput) -> SendMessageResult:
+        """Decide every request, in order; a key already decided returns its first decision.
+
+        Each user's decisions are taken in one transaction under `lock(business_line,
+        user_id)`; several users share a transaction so that a page costs a few statements.
+        """
+        decisions: list[SendDecision] = []
+        requests = batch.requests
+        for start in range(0, len(requests), REQUESTS_PER_TRANSACTION):
+            chunk = requests[start : start + REQUESTS_PER_TRANSACTION]
+            async with self._sessions() as session, session.begin():
+                decisions.extend(await _decide_chunk(session, chunk))
+        return SendMessageResult(results=decisions)
+
+
+async def _decide_chunk(
+    session: AsyncSession, requests: Sequence[SendRequest]
+) -> list[SendDecision]:
+    # One global lock order, so transactions holding several users cannot deadlock.
+    for business_line, user_id in sorted({(r.business_line, r.user_id) for r in requests}):
+        await lock(session, business_line, user_id)
+    user_ids = sorted({r.user_id for r in requests})
+    recorded = await messages_by_key(session, [r.key for r in requests])
+    profiles = await profiles_by_id(session, user_ids)
+    consents = await consents_by_user(session, user_ids)
+    contacts = await contacts_since(
+        session,
+        user_ids=user_ids,
+        business_lines=sorted({r.business_line for r in requests}),
+        since=_earliest_counted(requests),
+    )
+
+    fresh: list[Message] = []
+    outcomes: list[Message | datetime] = []
+    for request in requests:
+        row = recorded.get(request.key)
+        if row is None:
+            person = (request.business_line, request.user_id)
+            verdict = _decide(
+                request, profiles.get(request.user_id), consents[request.user_id], contacts[person]
+            )
+            if isinstance(verdict, datetime):
+                outcomes.append(verdict)
+                continue
+            row = recorded[request.key] = verdict
+            fresh.append(row)
+            if _counts_as_contact(row):
+                contacts[person].append(Contact(request.journey, row.channel, request.at))
+        outcomes.append(row)
+
+    inserted = await insert_messages(session, fresh)
+    await log_contacts(session, [r for r in fresh if r.key in inserted and _counts_as_contact(r)])
+    lost = [r.key for r in fresh if r.key not in inserted]
+    if lost:
+        # Only a key reused by another user's concurrent request gets here; its first
+        # decision stands.
+        winners = await messages_by_key(session, lost)
+        outcomes = [winners.get(o.key, o) if isinstance(o, Message) else o for o in outcomes]
+    return [
+        _decision(request, outcome) for request, outcome in zip(requests, outcomes, strict=True)
+    ]
+
+
+def _decide(
+    request: SendRequest,
+    profile: Profile | None,
+    consents: Mapping[str, bool],
+    contacts: Sequence[Contact],
+) -> Message | datetime:
+    """A new `messages` row for this request, or the moment to ask again (quiet hours)."""
+    if profile is None:
+        return _row(request, request.channel, request.template, reason="unknown_user")
+    chosen = _first_reachable(request, profile, consents)
+    if isinstance(chosen, str):
+        return _row(request, request.channel, request.template, reason=chosen)
+    channel, template = chosen
+    if request.marketing:
+        # Journey limits tighten the business line's, never loosen them: both windows
+        # apply, a `skip` in either suppresses, else wait until every window is open.
+        zone = user_zone(profile.timezone, request.policy.timezone)
+        quiet = [
+            (window, until)
+            for window in (request.limits.quiet_hours, request.policy.quiet_hours)
+            if window is not None and (until := quiet_until(request.at, window, zone))
+        ]
+        if any(window.action == "skip" for window, _ in quiet):
+            return _row(request, channel, template, reason="quiet_hours")
+        if quiet:
+            return max(until for _, until in quiet)
+        if over_cap(
+            contacts,
+            journey=request.journey,
+            channel=channel,
+            at=request.at,
+            journey_rules=request.limits.frequency,
+            policy_rules=request.policy.frequency,
+        ):
+            return _row(request, channel, template, reason="frequency_cap")
+    locale = choose_locale(template.spec, profile.locale)
+    try:
+        rendered = render_content(
+            template.spec, locale, _render_context(request, profile, consents)
+        )
+    except TemplateRenderError as exc:
+        _log.warning(
+            "messaging.render_error", key=request.key, template=template.name, error=exc.message
+        )
+        return _row(request, channel, template, reason="render_error")
+    if (
+        request.marketing
+        and channel == "sms"
+        and lacks_opt_out(rendered.body, request.policy.opt_out_pattern)
+    ):
+        return _row(request, channel, template, reason="no_opt_out")
+    return _row(request, channel, template, address=address_of(channel, profile), rendered=rendered)
+
+
+def _first_reachable(
+    request: SendRequest, profile: Profile, consents: Mapping[str, bool]
+) -> tuple[str, TemplateRef] | SuppressReason:
+    """The step's channel or the first fallback that reaches the user; else why the step's
+    own channel does not (the operator chose that channel, so its reason explains most)."""
+    options = [(request.channel, request.template)]
+    options += [(option.channel, option.template) for option in request.fallback]
+    reasons = [
+        unreachable(
+            channel,
+            profile,
+            consents,
+            marketing=request.marketing,
+            consent_modes=request.policy.consent,
+        )
+        for channel, _ in options
+    ]
+    for option, reason in zip(options, reasons, strict=True):
+        if reason is None:
+            return option
+    first_reason = reasons[0]
+    assert first_reason is not None
+    return first_reason
+
+
+def _render_context(
+    request: SendRequest, profile: Profile, consents: Mapping[str, bool]
+) -> dict[str, Any]:
+    return {
+        "user": user_root(profile, consents),
+        "trigger": request.trigger,
+        "event": request.trigger,
+        "steps": request.steps,
+        "journey": {"name": request.journey, "version": request.journey_version},
+        "now": request.at,
+        "vars": request.vars,
+        "benefit": request.benefit,
+    }
+
+
+def _row(
+    request: SendRequest,
+    channel: str,
+    template: TemplateRef,
+    *,
+    reason: SuppressReason | None = None,
+    address: str | None = None,
+    rendered: Rendered | None = None,
+) -> Message:
+    return Message(
+        id=new_id(),
+        key=request.key,
+        business_line=request.business_line,
+        journey=request.journey,
+        workflow_id=request.workflow_id,
+        step_id=request.step_id,
+        user_id=request.user_id,
+        channel=channel,
+        template=template.name,
+        template_version=template.version,
+        locale=None if rendered is None else rendered.locale,
+        marketing=request.marketing,
+        status=SUPPRESSED if reason is not None else PENDING,
+        reason=reason,
+        address=address,
+        subject=None if rendered is None else rendered.subject,
+        body=None if rendered is None else rendered.body,
+        html=None if rendered is None else rendered.html,
+        attempts=0,
+        not_before=request.at,
+    )
+
+
+def _counts_as_contact(row: Message) -> bool:
+    return row.marketing and row.status == PENDING
+
+
+def _decision(request: SendRequest, outcome: Message | datetime) -> SendDecision:
+    if isinstance(outcome, datetime):
+        return SendDecision(key=request.key, outcome="delay", until=outcome)
+    return SendDecision(
+        key=request.key,
+        outcome="suppressed" if outcome.status == SUPPRESSED else "sent",
+        message_id=outcome.id,
+        channel=outcome.channel,
+        fallback_used=(outcome.channel, outcome.template)
+        != (request.channel, request.template.name),
+        reason=outcome.reason,
+    )
+
+
+def _earliest_counted(requests: Sequence[SendRequest]) -> datetime | None:
+    """The start of the longest window any of these marketing sends' caps looks back over."""
+    windows = [
+        rule.per_seconds
+        for request in requests
+        if request.marketing
+        for rule in (*request.limits.frequency, *request.policy.frequency)
+    ]
+    if not windows:
+        return None
+    return min(request.at for request in requests) - timedelta(seconds=max(windows))
