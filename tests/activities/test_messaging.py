@@ -347,7 +347,9 @@ async def test_the_journeys_quiet_hours_tighten_the_policys(sessions: SessionFac
         request("k-policy", at=LATE_IN_SHANGHAI, policy=policy(quiet_hours=NIGHT)),
         request("k-evening", at=LATE_IN_SHANGHAI, policy=policy(quiet_hours=NIGHT), limits=evening),
         request("k-night", at=LATE_IN_SHANGHAI, policy=policy(quiet_hours=NIGHT), limits=all_night),
-        request("k-journey-only", at=LATE_IN_SHANGHAI, policy=policy(quiet_hours=None), limits=all_night),
+        request(
+            "k-journey-only", at=LATE_IN_SHANGHAI, policy=policy(quiet_hours=None), limits=all_night
+        ),
     )
 
     assert outcomes(decisions) == [

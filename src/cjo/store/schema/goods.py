@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Index, Numeric
+from sqlalchemy import Index, Numeric, text
 from sqlmodel import Field, SQLModel
 
 from cjo.store.schema._columns import timestamp
@@ -29,6 +29,8 @@ class Grant(SQLModel, table=True):
     __tablename__ = "grants"
     __table_args__ = (
         Index("ix_grants_user_benefit", "user_id", "business_line", "benefit", "granted_at"),
+        # Expiry sweeps need only the grants still open, not the history of settled ones.
+        Index("ix_grants_due", "expires_at", postgresql_where=text("status = 'granted'")),
     )
 
     id: str = Field(primary_key=True, max_length=64)

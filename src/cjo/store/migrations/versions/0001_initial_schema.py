@@ -252,6 +252,13 @@ def upgrade() -> None:
         ["user_id", "business_line", "benefit", "granted_at"],
         unique=False,
     )
+    op.create_index(
+        "ix_grants_due",
+        "grants",
+        ["expires_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'granted'"),
+    )
     op.create_table(
         "messages",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -501,6 +508,9 @@ def downgrade() -> None:
         "ix_messages_outbox", table_name="messages", postgresql_where=sa.text("status = 'pending'")
     )
     op.drop_table("messages")
+    op.drop_index(
+        "ix_grants_due", table_name="grants", postgresql_where=sa.text("status = 'granted'")
+    )
     op.drop_index("ix_grants_user_benefit", table_name="grants")
     op.drop_table("grants")
     op.drop_index("ix_events_user_name_ts", table_name="events")
