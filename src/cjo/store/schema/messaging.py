@@ -40,7 +40,8 @@ class Message(SQLModel, table=True):
         max_length=16, description="pending | suppressed | sent | delivered | failed"
     )
     reason: str | None = Field(default=None, max_length=32)
-    address: str | None = Field(default=None, max_length=256)
+    # Webhook addresses are URLs, which can be long.
+    address: str | None = Field(default=None, max_length=2048)
     subject: str | None = None
     body: str | None = None
     html: str | None = None

@@ -275,7 +275,7 @@ def upgrade() -> None:
         sa.Column("marketing", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.String(length=32), nullable=True),
-        sa.Column("address", sa.String(length=256), nullable=True),
+        sa.Column("address", sa.String(length=2048), nullable=True),
         sa.Column("subject", sa.String(), nullable=True),
         sa.Column("body", sa.String(), nullable=True),
         sa.Column("html", sa.String(), nullable=True),
