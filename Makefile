@@ -28,6 +28,7 @@ test: lint unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/dsl.py
+	$(BIN)/python bench/segments.py
 
 # Regenerates the committed JSON Schema that editors point at.
 schema: $(STAMP)
