@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
 from cjo.runtime import stack
 from cjo.runtime.settings import Settings
+from cjo.runtime.temporal import connect
 
 
 def _free_port() -> int:
@@ -37,6 +39,10 @@ def test_stack_starts_once_reuses_and_stops(tmp_path: Path) -> None:
         assert (settings.home / "temporal.db").exists()
         again = stack.start(settings)
         assert again == first  # the same servers, reused
+        client = asyncio.run(connect(settings))
+        assert client.namespace == settings.temporal_namespace
+        health = asyncio.run(client.service_client.check_health())
+        assert health
     finally:
         stopped = stack.stop(settings)
     assert sorted(stopped) == ["postgres", "temporal"]
