@@ -81,7 +81,8 @@ def _params(step: Any) -> dict[str, Any]:
     if isinstance(step, GrantStep):
         return {"benefit": step.benefit, "quantity": step.quantity}
     if isinstance(step, RiskStep):
-        return {"policy": step.policy}
+        # A reject with no `on.reject` ends the run as `rejected`, not `completed`.
+        return {"policy": step.policy, "reject_ends_run": "reject" not in (step.on or {})}
     if isinstance(step, BranchStep):
         return {
             "cases": [

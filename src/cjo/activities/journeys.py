@@ -1,0 +1,198 @@
+"""The records of journey runs: enrolments (who is where, how it ended) and the step log.
+
+The interpreter calls these as local activities: they are bookkeeping, cheap and
+idempotent, and keeping them off the task queue leaves Temporal's capacity for the steps
+that matter (sends, grants). Every write is keyed: a replayed call changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from temporalio import activity
+
+from cjo.activities._base import utc
+from cjo.activities.profiles import ProfileActivities, ProfileContextInput, UserProfile
+from cjo.store.db import SessionFactory
+from cjo.store.schema import Campaign, Enrolment, StepLogEntry
+
+EndReason = Literal["completed", "converted", "exited", "rejected", "stopped", "failed"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StepRecord(_Model):
+    """One step a user went through: its outcome and what it produced."""
+
+    key: str = Field(min_length=1, max_length=512)
+    step_id: str
+    step_type: str
+    outcome: str | None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    at: datetime
+
+
+class EnterJourneyInput(_Model):
+    run_key: str
+    workflow_id: str
+    campaign_id: str | None = None
+    business_line: str
+    journey: str
+    plan_version: str
+    user_id: str
+    entry_key: str | None = None
+    holdout: bool = False
+    at: datetime
+
+
+class EnterJourneyResult(_Model):
+    profile: UserProfile | None
+    campaign_state: str | None = None
+
+
+class RecordStepsInput(_Model):
+    run_key: str
+    user_id: str
+    records: list[StepRecord] = Field(default_factory=list)
+    current_step: str | None = None
+    variant: str | None = None
+    converted_at: datetime | None = None
+    status: Literal["active", "held"] = "active"
+
+
+class FinishJourneyInput(_Model):
+    run_key: str
+    user_id: str
+    records: list[StepRecord] = Field(default_factory=list)
+    end_reason: EndReason
+    variant: str | None = None
+    converted_at: datetime | None = None
+    at: datetime
+
+
+class CampaignStateInput(_Model):
+    campaign_id: str
+
+
+class CampaignStateResult(_Model):
+    state: str | None
+
+
+class JourneyActivities:
+    """Enrolments and the step log, on the database."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+        self._profiles = ProfileActivities(sessions)
+
+    @activity.defn(name="journeys.enter")
+    async def enter(self, data: EnterJourneyInput) -> EnterJourneyResult:
+        """Record the entry (once per run) and load what the run needs to start."""
+        async with self._sessions() as session, session.begin():
+            connection = await session.connection()
+            await connection.execute(
+                insert(Enrolment)
+                .values(
+                    run_key=data.run_key,
+                    workflow_id=data.workflow_id,
+                    campaign_id=data.campaign_id,
+                    business_line=data.business_line,
+                    journey=data.journey,
+                    plan_version=data.plan_version,
+                    user_id=data.user_id,
+                    entry_key=data.entry_key,
+                    holdout=data.holdout,
+                    status="active",
+                    entered_at=utc(data.at),
+                )
+                .on_conflict_do_nothing(index_elements=["run_key"])
+            )
+            state = None
+            if data.campaign_id is not None:
+                campaign = await session.get(Campaign, data.campaign_id)
+                state = campaign.state if campaign is not None else None
+        context = await self._profiles.profile_context(ProfileContextInput(user_ids=[data.user_id]))
+        return EnterJourneyResult(profile=context.profiles[0], campaign_state=state)
+
+    @activity.defn(name="journeys.record")
+    async def record(self, data: RecordStepsInput) -> None:
+        """Write step records and where the user is now."""
+        async with self._sessions() as session, session.begin():
+            connection = await session.connection()
+            await _write_records(connection, data.run_key, data.user_id, data.records)
+            await connection.execute(
+                text(
+                    "UPDATE enrolments SET current_step = :step, status = :status,"
+                    " variant = coalesce(:variant, variant),"
+                    " converted_at = coalesce(converted_at, :converted)"
+                    " WHERE run_key = :run AND status <> 'ended'"
+                ),
+                {
+                    "step": data.current_step,
+                    "status": data.status,
+                    "variant": data.variant,
+                    "converted": utc(data.converted_at) if data.converted_at else None,
+                    "run": data.run_key,
+                },
+            )
+
+    @activity.defn(name="journeys.finish")
+    async def finish(self, data: FinishJourneyInput) -> None:
+        """Write the last records and close the enrolment with its end reason."""
+        async with self._sessions() as session, session.begin():
+            connection = await session.connection()
+            await _write_records(connection, data.run_key, data.user_id, data.records)
+            await connection.execute(
+                text(
+                    "UPDATE enrolments SET status = 'ended', current_step = NULL,"
+                    " end_reason = :reason, ended_at = :at,"
+                    " variant = coalesce(:variant, variant),"
+                    " converted_at = coalesce(converted_at, :converted)"
+                    " WHERE run_key = :run AND status <> 'ended'"
+                ),
+                {
+                    "reason": data.end_reason,
+                    "at": utc(data.at),
+                    "variant": data.variant,
+                    "converted": utc(data.converted_at) if data.converted_at else None,
+                    "run": data.run_key,
+                },
+            )
+
+    @activity.defn(name="journeys.campaign_state")
+    async def campaign_state(self, data: CampaignStateInput) -> CampaignStateResult:
+        async with self._sessions() as session:
+            campaign = await session.get(Campaign, data.campaign_id)
+            return CampaignStateResult(state=campaign.state if campaign is not None else None)
+
+
+async def _write_records(
+    connection: Any, run_key: str, user_id: str, records: list[StepRecord]
+) -> None:
+    if not records:
+        return
+    await connection.execute(
+        insert(StepLogEntry)
+        .values(
+            [
+                {
+                    "key": record.key,
+                    "run_key": run_key,
+                    "user_id": user_id,
+                    "step_id": record.step_id,
+                    "step_type": record.step_type,
+                    "outcome": record.outcome,
+                    "detail": record.detail,
+                    "at": utc(record.at),
+                }
+                for record in records
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+    )

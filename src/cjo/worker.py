@@ -1,0 +1,105 @@
+"""The Temporal worker: every workflow and every activity, on one task queue.
+
+Run it with `cjo worker`. Workers are stateless: start more of them to scale out; stop
+one with SIGINT or SIGTERM and it finishes the activities in hand before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from cjo.activities.benefits import BenefitActivities
+from cjo.activities.calls import CallActivities
+from cjo.activities.catalog import default_registry
+from cjo.activities.journeys import JourneyActivities
+from cjo.activities.messaging import MessagingActivities
+from cjo.activities.profiles import ProfileActivities
+from cjo.activities.registry import ActivityRegistry
+from cjo.activities.risk import RiskActivities
+from cjo.activities.segments import SegmentActivities
+from cjo.store.db import SessionFactory
+from cjo.workflows.journey import JourneyWorkflow
+
+WORKFLOWS: Sequence[type] = (JourneyWorkflow,)
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTuning:
+    max_concurrent_activities: int = 100
+    max_concurrent_workflow_tasks: int = 100
+    max_concurrent_local_activities: int = 200
+
+
+def activities(
+    sessions: SessionFactory, registry: ActivityRegistry | None = None
+) -> list[Callable[..., Any]]:
+    """Every activity CJO runs, bound to its dependencies."""
+    holders: list[object] = [
+        JourneyActivities(sessions),
+        MessagingActivities(sessions),
+        BenefitActivities(sessions),
+        RiskActivities(sessions),
+        SegmentActivities(sessions),
+        ProfileActivities(sessions),
+        CallActivities(sessions, registry or default_registry()),
+    ]
+    found: list[Callable[..., Any]] = []
+    for holder in holders:
+        for name in dir(type(holder)):
+            member = getattr(holder, name)
+            if callable(member) and hasattr(member, "__temporal_activity_definition"):
+                found.append(member)
+    return found
+
+
+def sandbox() -> SandboxedWorkflowRunner:
+    # CJO's own modules, pydantic and the CEL extension are deterministic to import once;
+    # re-importing them per workflow run would only cost time.
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        "cjo", "cel", "pydantic", "pydantic_core", "sqlalchemy", "sqlmodel", "jinja2", "yaml"
+    )
+    return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
+def build_worker(
+    client: Client,
+    sessions: SessionFactory,
+    *,
+    task_queue: str,
+    tuning: WorkerTuning | None = None,
+    registry: ActivityRegistry | None = None,
+) -> Worker:
+    tuning = tuning or WorkerTuning()
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities(sessions, registry),
+        workflow_runner=sandbox(),
+        max_concurrent_activities=tuning.max_concurrent_activities,
+        max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
+        max_concurrent_local_activities=tuning.max_concurrent_local_activities,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def run_until_signalled(worker: Worker) -> None:
+    """Run the worker until SIGINT or SIGTERM, then shut it down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    running = asyncio.create_task(worker.run())
+    await stop.wait()
+    await worker.shutdown()
+    await running

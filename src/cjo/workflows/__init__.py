@@ -1,0 +1,1 @@
+"""Deterministic Temporal workflows: the journey interpreter and the campaign workflow."""

@@ -1,0 +1,707 @@
+"""The journey interpreter: one workflow per user per journey run, walking a compiled Plan.
+
+Deterministic Temporal code. It touches the database, the network and the clock only
+through activities and Temporal's APIs; time is `workflow.now()`, waits are durable
+timers, and every side effect is an idempotent activity keyed `<run>/<step>/<visit>`.
+
+Goal and exit events are listened for during every step: the signal handler records them
+at once, and every wait is cut short when the run has to leave. Changes to this
+interpreter go behind `workflow.patched(...)` so running journeys replay unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError as TemporalActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from cjo.activities.benefits import BenefitActivities, GrantBenefitInput, GrantRequest
+    from cjo.activities.calls import CallActivities, CallSpec, RunCallsInput
+    from cjo.activities.journeys import (
+        CampaignStateInput,
+        EndReason,
+        EnterJourneyInput,
+        FinishJourneyInput,
+        JourneyActivities,
+        RecordStepsInput,
+        StepRecord,
+    )
+    from cjo.activities.lifecycle import ProfileUpdate, UpdateProfilesInput
+    from cjo.activities.messaging import (
+        FallbackOption,
+        MessagingActivities,
+        SendMessageInput,
+        SendRequest,
+        TemplateRef,
+    )
+    from cjo.activities.profiles import ProfileActivities
+    from cjo.activities.risk import EvaluateRiskInput, RiskActivities, RiskRequest
+    from cjo.activities.segments import CheckMembershipInput, SegmentActivities
+    from cjo.dsl import BenefitSpec, Plan, PlanStep, TemplateSpec, evaluate_expression
+    from cjo.workflows._rules import (
+        cel_value,
+        in_holdout,
+        next_time_of_day,
+        pick_variant,
+        zone_of,
+    )
+    from cjo.workflows._state import (
+        JourneyEvent,
+        JourneyInput,
+        JourneyOutcome,
+        RunState,
+        StepResult,
+        StopRequest,
+    )
+
+ACTIVITY_TIMEOUT = timedelta(seconds=60)
+LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=0,  # transient failures retry until they mend; permanent ones say so
+)
+# While a campaign is paused, a held user asks again this often (a resume signal is faster).
+PAUSE_RECHECK = timedelta(minutes=1)
+
+
+class _Leave(Exception):
+    """The run ends now (goal with exit, exit event, stop, reject, failure)."""
+
+    def __init__(self, reason: EndReason) -> None:
+        super().__init__(reason)
+        self.reason: EndReason = reason
+
+
+@workflow.defn(name="Journey")
+class JourneyWorkflow:
+    def __init__(self) -> None:
+        self._leave: EndReason | None = None
+        self._awaiting: tuple[str, str | None] | None = None  # (event name, where)
+        self._matched: JourneyEvent | None = None
+        self._resumed = False
+        self._input: JourneyInput | None = None
+        self._state: RunState | None = None
+
+    # Signals and queries --------------------------------------------------------------
+
+    @workflow.signal(name="event")
+    def on_event(self, event: JourneyEvent) -> None:
+        """Every event routed to this run: goal, exit, and what a `wait_for` awaits."""
+        if self._input is None or self._state is None or self._leave is not None:
+            return
+        plan, state = self._input.plan, self._state
+        for rule in plan.exits:
+            if rule.event == event.name and self._holds(rule.where, event, "exit"):
+                self._leave = "exited"
+                return
+        goal = plan.goal
+        if (
+            goal is not None
+            and state.converted_at is None
+            and goal.event == event.name
+            and event.ts <= state.entered_at + timedelta(seconds=goal.within_seconds)
+            and self._holds(goal.where, event, "goal")
+        ):
+            state.converted_at = workflow.now()
+            if goal.exit:
+                self._leave = "converted"
+                return
+        if self._awaiting is not None and self._matched is None:
+            name, where = self._awaiting
+            if event.name == name and self._holds(where, event, "wait_for"):
+                self._matched = event
+                return
+        state.unconsumed.append(event)
+
+    @workflow.signal(name="stop")
+    def on_stop(self, request: StopRequest) -> None:
+        if self._leave is None:
+            self._leave = "stopped"
+
+    @workflow.signal(name="resume")
+    def on_resume(self) -> None:
+        self._resumed = True
+
+    @workflow.query(name="position")
+    def position(self) -> dict[str, Any]:
+        state = self._state
+        return {
+            "step": state.position if state else None,
+            "visits": dict(state.visits) if state else {},
+            "converted": bool(state and state.converted_at),
+        }
+
+    # The run ----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, data: JourneyInput) -> JourneyOutcome:
+        self._input = data
+        plan = data.plan
+        info = workflow.info()
+        if data.state is not None:
+            self._state = data.state
+        else:
+            # first_execution_run_id survives continue-as-new: one key per entry.
+            run_key = f"{info.workflow_id}@{info.first_execution_run_id}"
+            self._state = RunState(
+                run_key=run_key,
+                entered_at=workflow.now(),
+                holdout=in_holdout(plan, data.user_id),
+                position=plan.start,
+            )
+            entered = await workflow.execute_local_activity_method(
+                JourneyActivities.enter,
+                EnterJourneyInput(
+                    run_key=run_key,
+                    workflow_id=info.workflow_id,
+                    campaign_id=data.campaign_id,
+                    business_line=plan.journey.business_line,
+                    journey=plan.journey.name,
+                    plan_version=plan.version,
+                    user_id=data.user_id,
+                    entry_key=data.entry_key,
+                    holdout=self._state.holdout,
+                    at=workflow.now(),
+                ),
+                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
+            self._state.profile = entered.profile
+            if entered.profile is None:
+                workflow.logger.warning("no profile for this user; the run cannot start")
+                return await self._finish("failed")
+            if entered.campaign_state == "stopped":
+                return await self._finish("stopped")
+        try:
+            if self._state.holdout:
+                await self._await_goal_window()
+            else:
+                await self._walk()
+                await self._await_goal_window()
+        except _Leave as leaving:
+            return await self._finish(leaving.reason)
+        if self._leave is not None:
+            return await self._finish(self._leave)
+        goal_exits = plan.goal is not None and plan.goal.exit
+        converted = self._state.converted_at is not None and goal_exits
+        return await self._finish("converted" if converted else "completed")
+
+    async def _walk(self) -> None:
+        state, plan = self._require()
+        while state.position is not None and state.position != "end":
+            self._check_leave()
+            if workflow.info().is_continue_as_new_suggested():
+                await self._flush()
+                workflow.continue_as_new(self._require_input().model_copy(update={"state": state}))
+            step = plan.steps[state.position]
+            visit = state.visits.get(step.id, 0) + 1
+            state.visits[step.id] = visit
+            key = f"{state.run_key}/{step.id}/{visit}"
+            state.path.append(step.id)
+            result = await self._run_step(step, key)
+            state.steps[step.id] = result
+            self._log(step, key, result)
+            if step.type == "end":
+                state.position = None
+                return
+            outcome = result.outcome or ""
+            if step.type == "risk" and outcome == "reject" and step.params.get("reject_ends_run"):
+                raise _Leave("rejected")
+            state.position = step.routes.get(outcome, "end")
+        state.position = None
+
+    async def _run_step(self, step: PlanStep, key: str) -> StepResult:
+        runners: dict[str, Callable[[PlanStep, str], Any]] = {
+            "send": self._send,
+            "grant": self._grant,
+            "risk": self._risk,
+            "branch": self._branch,
+            "split": self._split,
+            "wait": self._wait,
+            "wait_for": self._wait_for,
+            "update": self._update,
+            "call": self._call,
+            "end": self._end,
+        }
+        try:
+            result: StepResult = await runners[step.type](step, key)
+        except TemporalActivityError as failure:
+            workflow.logger.error("step failed", extra={"step": step.id, "error": str(failure)})
+            self._log(step, key, StepResult(outcome="failed", result={"error": str(failure)}))
+            raise _Leave("failed") from None
+        return result
+
+    # Steps ------------------------------------------------------------------------------
+
+    async def _send(self, step: PlanStep, key: str) -> StepResult:
+        state, plan = self._require()
+        await self._hold_while_paused()
+        params = step.params
+        request = SendRequest(
+            key=key,
+            business_line=plan.journey.business_line,
+            journey=plan.journey.name,
+            journey_version=plan.version,
+            workflow_id=workflow.info().workflow_id,
+            step_id=step.id,
+            user_id=self._require_input().user_id,
+            at=workflow.now(),
+            channel=params["channel"],
+            template=self._template(params["template"]),
+            fallback=[
+                FallbackOption(channel=f["channel"], template=self._template(f["template"]))
+                for f in params["fallback"]
+            ],
+            marketing=params["marketing"],
+            vars=self._values(params["vars"]),
+            trigger=self._require_input().trigger.as_context(),
+            steps={sid: result.as_context() for sid, result in state.steps.items()},
+            benefit=state.benefit,
+            limits=plan.limits,
+            policy=plan.contact_policy,
+        )
+        while True:
+            decision = (
+                await workflow.execute_activity_method(
+                    MessagingActivities.send,
+                    SendMessageInput(requests=[request.model_copy(update={"at": workflow.now()})]),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=RETRY,
+                )
+            ).results[0]
+            if decision.outcome != "delay" or decision.until is None:
+                break
+            # Quiet hours with `delay`: a durable timer, then ask again with the same key.
+            delayed = StepResult(outcome="delayed", result={"until": decision.until.isoformat()})
+            self._log(step, f"{key}/delay", delayed)
+            await self._flush(current=step.id)
+            await self._sleep_until(decision.until)
+        detail = {
+            "message_id": decision.message_id,
+            "channel": decision.channel,
+            "fallback_used": decision.fallback_used,
+            "reason": decision.reason,
+        }
+        return StepResult(outcome=decision.outcome, result=detail)
+
+    def _template(self, name: str) -> TemplateRef:
+        pinned = self._require()[1].resources["Template"][name]
+        return TemplateRef(
+            name=name, version=pinned.version, spec=TemplateSpec.model_validate(pinned.spec)
+        )
+
+    async def _grant(self, step: PlanStep, key: str) -> StepResult:
+        state, plan = self._require()
+        await self._hold_while_paused()
+        name = step.params["benefit"]
+        pinned = plan.resources["Benefit"][name]
+        outcome = (
+            await workflow.execute_activity_method(
+                BenefitActivities.grant,
+                GrantBenefitInput(
+                    requests=[
+                        GrantRequest(
+                            key=key,
+                            business_line=plan.journey.business_line,
+                            benefit=name,
+                            benefit_version=pinned.version,
+                            spec=BenefitSpec.model_validate(pinned.spec),
+                            user_id=self._require_input().user_id,
+                            quantity=step.params["quantity"],
+                            at=workflow.now(),
+                            workflow_id=workflow.info().workflow_id,
+                            step_id=step.id,
+                        )
+                    ]
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
+        ).results[0]
+        result = outcome.model_dump(mode="json", exclude={"key"})
+        if outcome.outcome == "granted":
+            spec = pinned.spec
+            state.benefit = {
+                "id": outcome.grant_id,
+                "name": name,
+                "type": spec.get("type"),
+                "value": spec.get("value"),
+                "unit": outcome.unit,
+                "quantity": outcome.quantity,
+                "code": outcome.code,
+                "expires_at": outcome.expires_at,
+            }
+        return StepResult(outcome=outcome.outcome, result=result)
+
+    async def _risk(self, step: PlanStep, key: str) -> StepResult:
+        plan = self._require()[1]
+        trigger = self._require_input().trigger.as_context()
+        name = step.params["policy"]
+        pinned = plan.resources["RiskPolicy"][name]
+        verdict = (
+            await workflow.execute_activity_method(
+                RiskActivities.evaluate,
+                EvaluateRiskInput(
+                    requests=[
+                        RiskRequest(
+                            key=key,
+                            user_id=self._require_input().user_id,
+                            business_line=plan.journey.business_line,
+                            policy=name,
+                            policy_version=pinned.version,
+                            spec=pinned.spec,
+                            segments=self._segment_specs(),
+                            context={"trigger": cel_value(trigger)},
+                            at=workflow.now(),
+                            timezone=plan.contact_policy.timezone,
+                        )
+                    ]
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
+        ).results[0]
+        return StepResult(
+            outcome=verdict.outcome,
+            result={"matched": verdict.matched, "decision_id": verdict.decision_id},
+        )
+
+    def _segment_specs(self) -> dict[str, dict[str, Any]]:
+        plan = self._require()[1]
+        return {name: pinned.spec for name, pinned in plan.resources.get("Segment", {}).items()}
+
+    async def _branch(self, step: PlanStep, key: str) -> StepResult:
+        plan = self._require()[1]
+        for index, case in enumerate(step.params["cases"]):
+            if "when" in case and case["when"] is not None:
+                if self._holds(case["when"], None, step.id):
+                    return StepResult(outcome=str(index))
+            elif case.get("segment"):
+                membership = await workflow.execute_activity_method(
+                    SegmentActivities.check_membership,
+                    CheckMembershipInput(
+                        business_line=plan.journey.business_line,
+                        segment=case["segment"],
+                        segments=self._segment_specs(),
+                        at=workflow.now(),
+                        timezone=plan.contact_policy.timezone,
+                        user_ids=[self._require_input().user_id],
+                    ),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=RETRY,
+                )
+                if membership.members[0]:
+                    return StepResult(outcome=str(index))
+        return StepResult(outcome="default")
+
+    async def _split(self, step: PlanStep, key: str) -> StepResult:
+        state, plan = self._require()
+        variant = pick_variant(
+            plan.journey.name, step.id, self._require_input().user_id, step.params["variants"]
+        )
+        state.variant = variant
+        return StepResult(outcome=variant)
+
+    async def _wait(self, step: PlanStep, key: str) -> StepResult:
+        state, plan = self._require()
+        params = step.params
+        now = workflow.now()
+        if "duration_seconds" in params:
+            until = now + timedelta(seconds=params["duration_seconds"])
+        elif "until_time" in params:
+            profile = state.profile
+            zone = zone_of(profile.timezone if profile else None, plan.contact_policy.timezone)
+            until = next_time_of_day(now, params["until_time"], zone)
+        else:
+            until = datetime.fromisoformat(params["until_timestamp"])
+        await self._flush(current=step.id)
+        await self._sleep_until(until)
+        state.unconsumed.clear()
+        return StepResult(outcome="done", result={"until": until.isoformat()})
+
+    async def _wait_for(self, step: PlanStep, key: str) -> StepResult:
+        state = self._require()[0]
+        params = step.params
+        self._matched = None
+        self._awaiting = (params["event"], params.get("where"))
+        # An awaited event that arrived since the last wait (during the steps just run)
+        # counts: the customer may act before the reminder's wait begins.
+        for event in list(state.unconsumed):
+            if event.name == params["event"] and self._holds(params.get("where"), event, step.id):
+                self._matched = event
+                break
+        state.unconsumed.clear()
+        await self._flush(current=step.id)
+        try:
+            await workflow.wait_condition(
+                lambda: self._matched is not None or self._leave is not None,
+                timeout=timedelta(seconds=params["timeout_seconds"]),
+            )
+        except TimeoutError:
+            pass
+        finally:
+            self._awaiting = None
+        self._check_leave()
+        if self._matched is None:
+            return StepResult(outcome="timeout")
+        matched, self._matched = self._matched, None
+        return StepResult(outcome="event", result={"event": matched.name}, event=matched)
+
+    async def _update(self, step: PlanStep, key: str) -> StepResult:
+        state = self._require()[0]
+        values = self._values(step.params["set"])
+        await workflow.execute_activity_method(
+            ProfileActivities.update,
+            UpdateProfilesInput(
+                requests=[
+                    ProfileUpdate(
+                        key=key,
+                        user_id=self._require_input().user_id,
+                        at=workflow.now(),
+                        set=values,
+                        tags_add=step.params["tags_add"],
+                        tags_remove=step.params["tags_remove"],
+                    )
+                ]
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        if state.profile is not None:
+            # Mirror the change so later expressions see it without reloading the profile.
+            profile = state.profile
+            columns = {k: v for k, v in values.items() if k in ("locale", "timezone", "lifecycle")}
+            attrs = dict(profile.attrs)
+            for name, value in values.items():
+                if name in columns:
+                    continue
+                if value is None:
+                    attrs.pop(name, None)
+                else:
+                    attrs[name] = value
+            removed = set(step.params["tags_remove"])
+            tags = [tag for tag in profile.tags if tag not in removed]
+            tags += [
+                tag for tag in step.params["tags_add"] if tag not in tags and tag not in removed
+            ]
+            state.profile = profile.model_copy(update={**columns, "attrs": attrs, "tags": tags})
+        return StepResult(outcome="done", result={"set": values})
+
+    async def _call(self, step: PlanStep, key: str) -> StepResult:
+        state = self._require()[0]
+        outcome = (
+            await workflow.execute_activity_method(
+                CallActivities.run,
+                RunCallsInput(
+                    requests=[
+                        CallSpec(
+                            key=key,
+                            activity=step.params["activity"],
+                            params=self._values(step.params["with"]),
+                            user_id=self._require_input().user_id,
+                            profile=cel_value(state.profile.model_dump()) if state.profile else {},
+                        )
+                    ]
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
+        ).results[0]
+        return StepResult(outcome=outcome.outcome, result=outcome.result)
+
+    async def _end(self, step: PlanStep, key: str) -> StepResult:
+        return StepResult(outcome=None, result={"reason": step.params.get("reason")})
+
+    # Waiting, pausing, leaving -----------------------------------------------------------
+
+    async def _sleep_until(self, until: datetime) -> None:
+        remaining = until - workflow.now()
+        if remaining > timedelta(0):
+            try:
+                await workflow.wait_condition(lambda: self._leave is not None, timeout=remaining)
+            except TimeoutError:
+                pass
+        self._check_leave()
+
+    async def _await_goal_window(self) -> None:
+        """Steps done (or a holdout), goal window open: listen only for the goal."""
+        state, plan = self._require()
+        goal = plan.goal
+        if goal is None or state.converted_at is not None:
+            return
+        closes = state.entered_at + timedelta(seconds=goal.within_seconds)
+        await self._flush(current=None)
+        remaining = closes - workflow.now()
+        if remaining > timedelta(0):
+            try:
+                await workflow.wait_condition(
+                    lambda: self._leave is not None or state.converted_at is not None,
+                    timeout=remaining,
+                )
+            except TimeoutError:
+                pass
+        self._check_leave()
+
+    async def _hold_while_paused(self) -> None:
+        """A paused campaign sends and grants nothing: hold here until it resumes or stops."""
+        data = self._require_input()
+        if data.campaign_id is None:
+            return
+        held = False
+        while True:
+            status = await workflow.execute_local_activity_method(
+                JourneyActivities.campaign_state,
+                CampaignStateInput(campaign_id=data.campaign_id),
+                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
+            if status.state == "stopped":
+                raise _Leave("stopped")
+            if status.state != "paused":
+                if held:
+                    await self._flush(current=self._require()[0].position)
+                return
+            if not held:
+                held = True
+                await self._flush(current=self._require()[0].position, status="held")
+            self._resumed = False
+            try:
+                await workflow.wait_condition(
+                    lambda: self._resumed or self._leave is not None, timeout=PAUSE_RECHECK
+                )
+            except TimeoutError:
+                pass
+            self._check_leave()
+
+    def _check_leave(self) -> None:
+        if self._leave is not None:
+            raise _Leave(self._leave)
+
+    # Expressions and records ------------------------------------------------------------
+
+    def _context(self, event: JourneyEvent | None) -> dict[str, Any]:
+        state, plan = self._require()
+        data = self._require_input()
+        trigger = data.trigger.as_context()
+        context: dict[str, Any] = cel_value(
+            {
+                "user": state.profile.model_dump() if state.profile else {},
+                "trigger": trigger,
+                "event": event.as_context() if event is not None else trigger,
+                "steps": {sid: result.as_context() for sid, result in state.steps.items()},
+                "journey": {"name": plan.journey.name, "version": plan.version},
+                "now": workflow.now(),
+            }
+        )
+        return context
+
+    def _holds(self, source: str | None, event: JourneyEvent | None, where: str) -> bool:
+        """A `when`/`where`: a run-time error makes it false, and is recorded."""
+        if source is None:
+            return True
+        try:
+            return bool(evaluate_expression(source, self._context(event)))
+        except Exception as error:  # noqa: BLE001 - CEL reports data problems as any exception
+            state = self._require()[0]
+            state.expression_errors += 1
+            state.pending.append(
+                StepRecord(
+                    key=f"{state.run_key}/{where}/expression/{state.expression_errors}",
+                    step_id=where,
+                    step_type="expression",
+                    outcome="error",
+                    detail={"expression": source, "error": str(error)[:300]},
+                    at=workflow.now(),
+                )
+            )
+            return False
+
+    def _values(self, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """`vars`, `set`, `with`: literals as given, expressions evaluated (errors fail the run)."""
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            if value.get("expr") is None:
+                out[name] = value.get("value")
+                continue
+            try:
+                out[name] = evaluate_expression(value["expr"], self._context(None))
+            except Exception as error:  # noqa: BLE001
+                workflow.logger.warning("expression failed", extra={"expr": value["expr"]})
+                state = self._require()[0]
+                state.pending.append(
+                    StepRecord(
+                        key=f"{state.run_key}/{state.position}/value/{name}",
+                        step_id=state.position or "",
+                        step_type="expression",
+                        outcome="error",
+                        detail={"expression": value["expr"], "error": str(error)[:300]},
+                        at=workflow.now(),
+                    )
+                )
+                raise _Leave("failed") from None
+        return out
+
+    def _log(self, step: PlanStep, key: str, result: StepResult) -> None:
+        self._require()[0].pending.append(
+            StepRecord(
+                key=key,
+                step_id=step.id,
+                step_type=step.type,
+                outcome=result.outcome,
+                detail=result.result,
+                at=workflow.now(),
+            )
+        )
+
+    async def _flush(self, *, current: str | None = None, status: str = "active") -> None:
+        """Write pending step records before a wait, so counts of who is where stay true."""
+        state = self._require()[0]
+        await workflow.execute_local_activity_method(
+            JourneyActivities.record,
+            RecordStepsInput(
+                run_key=state.run_key,
+                user_id=self._require_input().user_id,
+                records=state.pending,
+                current_step=current,
+                variant=state.variant,
+                converted_at=state.converted_at,
+                status="held" if status == "held" else "active",
+            ),
+            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        state.pending = []
+
+    async def _finish(self, reason: EndReason) -> JourneyOutcome:
+        state = self._require()[0]
+        await workflow.execute_local_activity_method(
+            JourneyActivities.finish,
+            FinishJourneyInput(
+                run_key=state.run_key,
+                user_id=self._require_input().user_id,
+                records=state.pending,
+                end_reason=reason,
+                variant=state.variant,
+                converted_at=state.converted_at,
+                at=workflow.now(),
+            ),
+            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        state.pending = []
+        return JourneyOutcome(end_reason=reason, converted_at=state.converted_at, path=state.path)
+
+    def _require(self) -> tuple[RunState, Plan]:
+        assert self._state is not None and self._input is not None
+        return self._state, self._input.plan
+
+    def _require_input(self) -> JourneyInput:
+        assert self._input is not None
+        return self._input
