@@ -12,6 +12,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
 from cjo.activities.catalog import default_registry
+from cjo.activities.journey_models import JourneyEvent, JourneyInput, JourneyOutcome
 from cjo.activities.profiles import (
     ConsentChange,
     ProfileActivities,
@@ -22,7 +23,6 @@ from cjo.activities.profiles import (
 from cjo.activities.resources import ResourceActivities
 from cjo.dsl import Plan
 from cjo.store.db import SessionFactory
-from cjo.workflows._state import JourneyEvent, JourneyInput, JourneyOutcome
 from cjo.workflows.journey import JourneyWorkflow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -22,6 +22,14 @@ from temporalio.exceptions import ActivityError as TemporalActivityError
 with workflow.unsafe.imports_passed_through():
     from cjo.activities.benefits import BenefitActivities, GrantBenefitInput, GrantRequest
     from cjo.activities.calls import CallActivities, CallSpec, RunCallsInput
+    from cjo.activities.journey_models import (
+        JourneyEvent,
+        JourneyInput,
+        JourneyOutcome,
+        RunState,
+        StepResult,
+        StopRequest,
+    )
     from cjo.activities.journeys import (
         CampaignStateInput,
         EndReason,
@@ -50,14 +58,6 @@ with workflow.unsafe.imports_passed_through():
         pick_variant,
         zone_of,
     )
-    from cjo.workflows._state import (
-        JourneyEvent,
-        JourneyInput,
-        JourneyOutcome,
-        RunState,
-        StepResult,
-        StopRequest,
-    )
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -81,13 +81,23 @@ class _Leave(Exception):
 
 @workflow.defn(name="Journey")
 class JourneyWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, data: JourneyInput) -> None:
+        # State exists before the first signal is handled: with signal-with-start the
+        # signal may be applied before `run` begins.
         self._leave: EndReason | None = None
         self._awaiting: tuple[str, str | None] | None = None  # (event name, where)
         self._matched: JourneyEvent | None = None
         self._resumed = False
-        self._input: JourneyInput | None = None
-        self._state: RunState | None = None
+        self._input: JourneyInput | None = data
+        info = workflow.info()
+        self._state: RunState | None = data.state or RunState(
+            # first_execution_run_id survives continue-as-new: one key per entry.
+            run_key=f"{info.workflow_id}@{info.first_execution_run_id}",
+            entered_at=workflow.now(),
+            holdout=in_holdout(data.plan, data.user_id),
+            position=data.plan.start,
+        )
 
     # Signals and queries --------------------------------------------------------------
 
@@ -96,6 +106,8 @@ class JourneyWorkflow:
         """Every event routed to this run: goal, exit, and what a `wait_for` awaits."""
         if self._input is None or self._state is None or self._leave is not None:
             return
+        if event.id is not None and event.id == self._input.trigger.id:
+            return  # the trigger itself, delivered by signal-with-start
         plan, state = self._input.plan, self._state
         for rule in plan.exits:
             if rule.event == event.name and self._holds(rule.where, event, "exit"):
@@ -142,20 +154,11 @@ class JourneyWorkflow:
 
     @workflow.run
     async def run(self, data: JourneyInput) -> JourneyOutcome:
-        self._input = data
         plan = data.plan
         info = workflow.info()
-        if data.state is not None:
-            self._state = data.state
-        else:
-            # first_execution_run_id survives continue-as-new: one key per entry.
-            run_key = f"{info.workflow_id}@{info.first_execution_run_id}"
-            self._state = RunState(
-                run_key=run_key,
-                entered_at=workflow.now(),
-                holdout=in_holdout(plan, data.user_id),
-                position=plan.start,
-            )
+        state = self._require()[0]
+        if data.state is None:
+            run_key = state.run_key
             entered = await workflow.execute_local_activity_method(
                 JourneyActivities.enter,
                 EnterJourneyInput(
@@ -167,20 +170,20 @@ class JourneyWorkflow:
                     plan_version=plan.version,
                     user_id=data.user_id,
                     entry_key=data.entry_key,
-                    holdout=self._state.holdout,
+                    holdout=state.holdout,
                     at=workflow.now(),
                 ),
                 start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
             )
-            self._state.profile = entered.profile
+            state.profile = entered.profile
             if entered.profile is None:
                 workflow.logger.warning("no profile for this user; the run cannot start")
                 return await self._finish("failed")
             if entered.campaign_state == "stopped":
                 return await self._finish("stopped")
         try:
-            if self._state.holdout:
+            if state.holdout:
                 await self._await_goal_window()
             else:
                 await self._walk()
@@ -190,7 +193,7 @@ class JourneyWorkflow:
         if self._leave is not None:
             return await self._finish(self._leave)
         goal_exits = plan.goal is not None and plan.goal.exit
-        converted = self._state.converted_at is not None and goal_exits
+        converted = state.converted_at is not None and goal_exits
         return await self._finish("converted" if converted else "completed")
 
     async def _walk(self) -> None:

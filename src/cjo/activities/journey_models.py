@@ -1,7 +1,9 @@
-"""The journey workflow's input, its signals, and the state it carries across continue-as-new.
+"""The contract of a journey run: what starts it, what it receives, what it carries.
 
-Plain pydantic models: Temporal's pydantic data converter turns them into payloads, and the
-same models come back on replay and after continue-as-new.
+The interpreter (`cjo.workflows.journey`) runs on these; the router and the campaign
+activities start runs and signal them with them. Plain pydantic models: Temporal's
+pydantic data converter turns them into payloads, and the same models come back on replay
+and after continue-as-new.
 """
 
 from __future__ import annotations
@@ -30,6 +32,22 @@ class JourneyEvent(_Model):
 
     def as_context(self) -> dict[str, Any]:
         return {"name": self.name, "props": self.props, "ts": self.ts}
+
+
+class RoutedEvent(_Model):
+    """An event of one user, on its way to the journeys it concerns."""
+
+    id: str | None = None
+    user_id: str
+    name: str
+    props: dict[str, Any] = Field(default_factory=dict)
+    ts: datetime
+
+    def as_journey_event(self) -> JourneyEvent:
+        return JourneyEvent(id=self.id, name=self.name, props=self.props, ts=self.ts)
+
+    def context(self) -> dict[str, Any]:
+        return self.as_journey_event().as_context()
 
 
 class StepResult(_Model):
