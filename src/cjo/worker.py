@@ -19,17 +19,20 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from cjo.activities.benefits import BenefitActivities
 from cjo.activities.calls import CallActivities
+from cjo.activities.campaigns import CampaignActivities
 from cjo.activities.catalog import default_registry
 from cjo.activities.journeys import JourneyActivities
 from cjo.activities.messaging import MessagingActivities
 from cjo.activities.profiles import ProfileActivities
 from cjo.activities.registry import ActivityRegistry
 from cjo.activities.risk import RiskActivities
+from cjo.activities.routing import RoutingActivities
 from cjo.activities.segments import SegmentActivities
 from cjo.store.db import SessionFactory
+from cjo.workflows.campaign import CampaignWorkflow
 from cjo.workflows.journey import JourneyWorkflow
 
-WORKFLOWS: Sequence[type] = (JourneyWorkflow,)
+WORKFLOWS: Sequence[type] = (JourneyWorkflow, CampaignWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
@@ -41,10 +44,15 @@ class WorkerTuning:
 
 
 def activities(
-    sessions: SessionFactory, registry: ActivityRegistry | None = None
+    sessions: SessionFactory,
+    client: Client,
+    task_queue: str,
+    registry: ActivityRegistry | None = None,
 ) -> list[Callable[..., Any]]:
     """Every activity CJO runs, bound to its dependencies."""
     holders: list[object] = [
+        CampaignActivities(sessions),
+        RoutingActivities(sessions, client, task_queue),
         JourneyActivities(sessions),
         MessagingActivities(sessions),
         BenefitActivities(sessions),
@@ -84,7 +92,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities(sessions, registry),
+        activities=activities(sessions, client, task_queue, registry),
         workflow_runner=sandbox(),
         max_concurrent_activities=tuning.max_concurrent_activities,
         max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,

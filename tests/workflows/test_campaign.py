@@ -1,0 +1,138 @@
+"""Campaigns: audience enrolment on a schedule, event-triggered entry and routing, life cycle."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from cjo.activities.campaigns import CampaignActivities
+from cjo.activities.journey_models import RoutedEvent
+from cjo.activities.routing import RouteEventsInput, RoutingActivities
+from cjo.store.db import SessionFactory
+from cjo.workflows.campaign import CampaignInput, CampaignWorkflow, campaign_workflow_id
+from tests.workflows.support import add_customer, morning, publish
+
+SAVER = {
+    "lifecycle": "dormant",
+    "tags": ["payroll"],
+    "attrs": {"aum": 80000},
+    "addresses": {"push": "push-token"},
+}
+
+
+async def rows(sessions: SessionFactory, sql: str, **params: object) -> list[tuple[object, ...]]:
+    async with sessions() as session:
+        connection = await session.connection()
+        return [tuple(row) for row in await connection.execute(text(sql), params)]
+
+
+async def wait_for_state(sessions: SessionFactory, campaign_id: str, state: str) -> None:
+    for _ in range(200):
+        found = await rows(sessions, "SELECT state FROM campaigns WHERE id = :id", id=campaign_id)
+        if found and found[0][0] == state:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"campaign never became {state}")
+
+
+async def test_audience_campaign_enrols_the_segment_at_its_time(
+    env: WorkflowEnvironment, client: Client, task_queue: str, sessions: SessionFactory
+) -> None:
+    plan = await publish(sessions, "dormant_savers.yaml")
+    members = [f"saver-{n:02d}" for n in range(30)]
+    for user in members:
+        await add_customer(sessions, user, **SAVER)
+    await add_customer(sessions, "active-saver", **{**SAVER, "lifecycle": "mature"})
+    await add_customer(sessions, "small-saver", **{**SAVER, "attrs": {"aum": 100}})
+    campaign = await CampaignActivities(sessions).create(
+        journey=plan.journey.name, business_line=plan.journey.business_line
+    )
+    handle = await client.start_workflow(
+        CampaignWorkflow.run,
+        CampaignInput(campaign_id=campaign.id, plan=plan, page_size=7, rate_per_second=7),
+        id=campaign_workflow_id(campaign.id),
+        task_queue=task_queue,
+    )
+    status = await handle.result()
+    assert status.state == "completed" and status.enrolled == len(members)
+    enrolled = await rows(
+        sessions,
+        "SELECT user_id, holdout, status, end_reason, entered_at FROM enrolments ORDER BY user_id",
+    )
+    assert [row[0] for row in enrolled] == members  # the segment, not the others
+    assert {row[2] for row in enrolled} == {"ended"}
+    scheduled = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+    assert all(row[4] >= scheduled for row in enrolled)  # type: ignore[operator]
+    held_out = [row[0] for row in enrolled if row[1]]
+    assert 0 < len(held_out) < len(members)  # 10% holdout, stable per user
+    logged = {row[0] for row in await rows(sessions, "SELECT DISTINCT user_id FROM step_log")}
+    assert logged == set(members) - set(held_out)  # a holdout entrant runs no step
+    variants = await rows(
+        sessions, "SELECT DISTINCT variant FROM enrolments WHERE NOT holdout ORDER BY 1"
+    )
+    assert variants == [("care_led",), ("rate_led",)]
+    (state,) = await rows(sessions, "SELECT state FROM campaigns WHERE id = :id", id=campaign.id)
+    assert state == ("completed",)
+
+
+async def test_event_campaign_enters_routes_and_stops(
+    env: WorkflowEnvironment, client: Client, task_queue: str, sessions: SessionFactory
+) -> None:
+    plan = await publish(sessions, "card_activation.yaml")
+    await morning(env)
+    await add_customer(sessions, "u1")
+    await add_customer(sessions, "u2")
+    campaign = await CampaignActivities(sessions).create(
+        journey=plan.journey.name, business_line=plan.journey.business_line
+    )
+    handle = await client.start_workflow(
+        CampaignWorkflow.run,
+        CampaignInput(campaign_id=campaign.id, plan=plan),
+        id=campaign_workflow_id(campaign.id),
+        task_queue=task_queue,
+    )
+    await wait_for_state(sessions, campaign.id, "running")
+    router = RoutingActivities(sessions, client, task_queue)
+    now = await env.get_current_time()
+
+    def event(n: int, user: str, name: str, **props: object) -> RoutedEvent:
+        return RoutedEvent(id=f"e{n}", user_id=user, name=name, props=props, ts=now)
+
+    card = {"tier": "gold", "card_id": "c-1", "card_last4": "1234", "tier_name": "金卡"}
+    first = await router.route_events(
+        RouteEventsInput(
+            events=[
+                event(1, "u1", "card_issued", **card),
+                event(2, "u2", "card_issued", **{**card, "tier": "basic"}),  # where: no
+                event(3, "ghost", "card_issued", **card),  # no profile
+            ]
+        )
+    )
+    assert first.started == 1 and first.refused == {"where": 1, "unknown_user": 1}
+    again = await router.route_events(
+        RouteEventsInput(events=[event(4, "u1", "card_issued", **card)])
+    )
+    assert again.started == 1  # the same run, signalled: never a second one
+    journey = client.get_workflow_handle("journey/credit-card/card-activation/u1/c-1")
+    await env.sleep(timedelta(hours=2))
+    routed = await router.route_events(
+        RouteEventsInput(events=[event(5, "u1", "card_activated", card_id="c-1")])
+    )
+    assert routed.signalled == 1
+    outcome = await journey.result()
+    assert outcome["end_reason"] == "completed" and outcome["converted_at"] is not None
+    assert "cashback" in outcome["path"]
+    # Re-entry is `never`: the same card cannot start the journey again.
+    refused = await router.route_events(
+        RouteEventsInput(events=[event(6, "u1", "card_issued", **card)])
+    )
+    assert refused.refused == {"reentry": 1}
+    await handle.signal(CampaignWorkflow.stop)
+    status = await handle.result()
+    assert status.state == "stopped"
+    (state,) = await rows(sessions, "SELECT state FROM campaigns WHERE id = :id", id=campaign.id)
+    assert state == ("stopped",)
