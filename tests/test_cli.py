@@ -12,7 +12,9 @@ from cjo.cli import cli
 from tests.dsl.test_compile import BUNDLE
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml")) + sorted(
+    (ROOT / "examples").glob("demo/*.yaml")
+)
 
 
 @pytest.fixture

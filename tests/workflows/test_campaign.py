@@ -136,3 +136,76 @@ async def test_event_campaign_enters_routes_and_stops(
     assert status.state == "stopped"
     (state,) = await rows(sessions, "SELECT state FROM campaigns WHERE id = :id", id=campaign.id)
     assert state == ("stopped",)
+
+
+PAUSE_BUNDLE = """\
+apiVersion: cjo/v1
+kind: ContactPolicy
+metadata: {name: default, businessLine: ops}
+spec: {quietHours: null, frequency: []}
+---
+apiVersion: cjo/v1
+kind: Journey
+metadata: {name: hold-test, businessLine: ops}
+spec:
+  form: activity
+  trigger: {segment: everyone}
+  steps:
+    - {id: later, type: wait, duration: 1h}
+    - {id: hello, type: send, channel: inbox, template: hello}
+---
+apiVersion: cjo/v1
+kind: Segment
+metadata: {name: everyone, businessLine: ops}
+spec: {match: {attr: aum, exists: true}}
+---
+apiVersion: cjo/v1
+kind: Template
+metadata: {name: hello, businessLine: ops}
+spec:
+  channel: inbox
+  content: {en: {body: "Hello {{ user.name }}"}}
+"""
+
+
+async def test_a_paused_campaign_sends_nothing_until_resumed(
+    env: WorkflowEnvironment, client: Client, task_queue: str, sessions: SessionFactory
+) -> None:
+    from cjo.activities.catalog import default_registry
+    from cjo.activities.resources import ResourceActivities
+
+    resources = ResourceActivities(sessions, default_registry())
+    assert (await resources.apply(PAUSE_BUNDLE)).valid
+    plan = await resources.journey_plan("ops", "hold-test")
+    assert plan is not None
+    users = [f"p{n}" for n in range(8)]
+    for user in users:
+        await add_customer(sessions, user, attrs={"aum": 1})
+    campaign = await CampaignActivities(sessions).create(journey="hold-test", business_line="ops")
+    handle = await client.start_workflow(
+        CampaignWorkflow.run,
+        CampaignInput(campaign_id=campaign.id, plan=plan),
+        id=campaign_workflow_id(campaign.id),
+        task_queue=task_queue,
+    )
+    for _ in range(200):  # everyone entered and waiting in `later`
+        waiting = await rows(
+            sessions, "SELECT count(*) FROM enrolments WHERE current_step = 'later'"
+        )
+        if waiting == [(len(users),)]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the audience was not entered")
+    await handle.signal(CampaignWorkflow.pause)
+    await wait_for_state(sessions, campaign.id, "paused")
+    await env.sleep(timedelta(hours=3))
+    assert await rows(sessions, "SELECT count(*) FROM messages") == [(0,)]
+    held = await rows(sessions, "SELECT count(*) FROM enrolments WHERE status = 'held'")
+    assert held == [(len(users),)]
+    await handle.signal(CampaignWorkflow.resume)
+    status = await handle.result()
+    assert status.state == "completed"
+    assert await rows(sessions, "SELECT count(*) FROM messages") == [(len(users),)]
+    ended = await rows(sessions, "SELECT end_reason, count(*) FROM enrolments GROUP BY 1")
+    assert ended == [("completed", len(users))]
