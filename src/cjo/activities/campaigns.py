@@ -23,7 +23,8 @@ CampaignState = Literal["draft", "running", "paused", "completed", "stopped"]
 MOVES: dict[str, frozenset[str]] = {
     "draft": frozenset({"running", "stopped"}),
     "running": frozenset({"paused", "completed", "stopped"}),
-    "paused": frozenset({"running", "stopped"}),
+    # A paused campaign whose runs have all ended (none held) is complete.
+    "paused": frozenset({"running", "completed", "stopped"}),
     "completed": frozenset(),
     "stopped": frozenset(),
 }

@@ -35,8 +35,9 @@ with workflow.unsafe.imports_passed_through():
 
 ACTIVITY_TIMEOUT = timedelta(minutes=5)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-# How often a finished enrolment checks whether every run has ended.
-COMPLETION_CHECK = timedelta(minutes=10)
+# How often a finished enrolment checks whether every run has ended: journeys run for
+# days or weeks, and each check costs history, so hourly is plenty.
+COMPLETION_CHECK = timedelta(hours=1)
 
 
 class CampaignInput(BaseModel):
@@ -66,17 +67,22 @@ class CampaignWorkflow:
         self._data = data
         self._state = "running"
         self._enrolled = data.enrolled
+        # Control signals wait for the opening state write, or a pause sent right after
+        # launch could be overwritten by it.
+        self._opened = data.fire > 0 or data.audience_id is not None
 
     # Control ----------------------------------------------------------------------------
 
     @workflow.signal(name="pause")
     async def pause(self) -> None:
+        await workflow.wait_condition(lambda: self._opened)
         if self._state == "running":
             self._state = "paused"
             await self._set_state("paused")
 
     @workflow.signal(name="resume")
     async def resume(self) -> None:
+        await workflow.wait_condition(lambda: self._opened)
         if self._state == "paused":
             self._state = "running"
             await self._set_state("running")
@@ -102,8 +108,9 @@ class CampaignWorkflow:
 
     @workflow.run
     async def run(self, data: CampaignInput) -> CampaignStatus:
-        if data.fire == 0 and data.audience_id is None:
+        if not self._opened:
             await self._set_state("running")
+            self._opened = True
         trigger = data.plan.trigger
         if trigger.kind == "event":
             await workflow.wait_condition(lambda: self._state == "stopping")
@@ -201,6 +208,8 @@ class CampaignWorkflow:
                 break
             if not await self._sleep(COMPLETION_CHECK):
                 return await self._stop()
+            if workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(self._data)
         self._state = "completed"
         await self._set_state("completed")
         return self.status()

@@ -235,6 +235,10 @@ class JourneyWorkflow:
         }
         try:
             result: StepResult = await runners[step.type](step, key)
+        except _Leave as leaving:
+            # The step was under way when the run had to leave: record that it was entered.
+            self._log(step, key, StepResult(outcome=None, result={"left": leaving.reason}))
+            raise
         except TemporalActivityError as failure:
             workflow.logger.error("step failed", extra={"step": step.id, "error": str(failure)})
             self._log(step, key, StepResult(outcome="failed", result={"error": str(failure)}))

@@ -1,0 +1,72 @@
+"""Events in (`POST /v1/events`): stored durably, answered 202, then routed to journeys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, BackgroundTasks
+from pydantic import BaseModel
+
+from cjo.activities.journey_models import RoutedEvent
+from cjo.activities.profiles import EventInput, IngestEventsInput
+from cjo.activities.routing import RouteEventsInput, RoutingActivities
+from cjo.api._limits import MAX_BATCH
+from cjo.api.deps import ProfilesDep, RoutingDep
+from cjo.api.problems import problem_responses, too_large
+from cjo.runtime.log import get_logger
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+log = get_logger(__name__)
+
+
+class EventBatch(BaseModel):
+    events: list[EventInput]
+
+
+class EventsAccepted(BaseModel):
+    """`duplicates`: events whose id was seen before (in this batch or earlier)."""
+
+    accepted: int
+    duplicates: int
+
+
+@router.post("", status_code=202, responses=problem_responses(413, 422))
+async def post_events(
+    batch: EventBatch, profiles: ProfilesDep, routing: RoutingDep, background: BackgroundTasks
+) -> EventsAccepted:
+    """Up to 1,000 events; answered once they are stored, routed right after."""
+    if len(batch.events) > MAX_BATCH:
+        raise too_large(f"{len(batch.events)} events; the limit is {MAX_BATCH} a request")
+    stored = await profiles.ingest_events(IngestEventsInput(events=batch.events))
+    fresh = _first_occurrences(batch.events, stored.accepted_ids)
+    if fresh:
+        # After the answer: the sender's retry would be refused as duplicate anyway, so
+        # holding the answer back until routing ends would only slow senders down.
+        background.add_task(_route, routing, fresh)
+    return EventsAccepted(accepted=stored.accepted, duplicates=stored.duplicates)
+
+
+def _first_occurrences(events: Sequence[EventInput], accepted_ids: list[str]) -> list[RoutedEvent]:
+    """The events that were stored, in order: a duplicate is never routed twice."""
+    pending = set(accepted_ids)
+    routed: list[RoutedEvent] = []
+    for event in events:
+        if event.id in pending:
+            pending.discard(event.id)
+            routed.append(RoutedEvent.model_validate(event.model_dump()))
+    return routed
+
+
+async def _route(routing: RoutingActivities, events: list[RoutedEvent]) -> None:
+    try:
+        result = await routing.route_events(RouteEventsInput(events=events))
+    except Exception:  # noqa: BLE001 - the events are stored; the answer has gone out
+        log.exception("routing events failed", events=len(events), first_id=events[0].id)
+        return
+    log.info(
+        "events routed",
+        events=len(events),
+        started=result.started,
+        signalled=result.signalled,
+        refused=result.refused,
+    )
