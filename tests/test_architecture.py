@@ -24,7 +24,7 @@ def _layer(module: str) -> str | None:
     if parts[0] != "cjo" or len(parts) < 2:
         return None
     head = parts[1]
-    if head in ENTRY_MODULES:
+    if head in ENTRY_MODULES or head.startswith("_simulate"):
         return "entry"
     return head if head in LAYERS else None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections import Counter
@@ -22,7 +23,9 @@ from cjo.dsl import (
     validate,
 )
 from cjo.runtime import stack
+from cjo.runtime.log import configure_logging
 from cjo.runtime.settings import get_settings
+from cjo.simulate import run as run_simulation
 from cjo.store import migrate
 
 EXIT_INVALID = 1
@@ -216,6 +219,117 @@ def _masked(url: str) -> str:
     scheme, _, credentials = head.partition("://")
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}@{tail}"
+
+
+@cli.command("simulate")
+@click.argument("file", metavar="JOURNEY.yaml", type=click.Path(dir_okay=False))
+@click.option(
+    "--user",
+    "user_file",
+    required=True,
+    metavar="PROFILE.json",
+    type=click.Path(dir_okay=False),
+    help="The customer: the DSL's `user` fields, plus optional consents {channel: bool}.",
+)
+@click.option(
+    "--events",
+    "events_file",
+    metavar="EVENTS.yaml",
+    type=click.Path(dir_okay=False),
+    help="What the customer does: a list of {after: <Duration>, event: <name>, props: {...}}.",
+)
+@click.option(
+    "--at",
+    metavar="TIMESTAMP",
+    help="Start the simulated clock here (ISO 8601, now or later; no offset: the user's zone).",
+)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["json", "pretty"]),
+    default="json",
+    show_default=True,
+    help="json: one object per step, then the end; pretty: a timeline to read.",
+)
+@journey_option
+@resources_option
+def simulate_command(
+    file: str,
+    user_file: str,
+    events_file: str | None,
+    at: str | None,
+    output: str,
+    journey: str | None,
+    resource_files: tuple[str, ...],
+) -> None:
+    """Run one customer through the journey in JOURNEY.yaml in compressed time.
+
+    The real interpreter and activities run on Temporal's time-skipping test server with a
+    throw-away database: days pass in moments and nothing is delivered. Prints one JSON
+    object per step ({"t", "step", "type", "outcome"}, with the rendered text of sends and
+    the benefit of grants), then {"t", "end"}. Exit 1: the journey is invalid; 2: a bad
+    profile, events file or --at.
+    """
+    sys.exit(
+        run_simulation(
+            file,
+            user_file,
+            events_file,
+            at=at,
+            journey_name=journey,
+            resources=resource_files,
+            output="pretty" if output == "pretty" else "json",
+        )
+    )
+
+
+@cli.command("worker")
+@click.option("--max-activities", default=100, show_default=True, help="Concurrent activities.")
+@click.option("--max-workflow-tasks", default=100, show_default=True, help="Concurrent tasks.")
+def worker_command(max_activities: int, max_workflow_tasks: int) -> None:
+    """Run a Temporal worker with every workflow and activity until SIGINT or SIGTERM.
+
+    Uses CJO_DATABASE_URL and CJO_TEMPORAL_ADDRESS, or the embedded stack. Start more
+    workers to scale out; a stopped worker finishes the activities in hand first.
+    """
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    asyncio.run(_run_worker(max_activities, max_workflow_tasks))
+
+
+async def _run_worker(max_activities: int, max_workflow_tasks: int) -> None:
+    from cjo.runtime.temporal import connect
+    from cjo.store.db import make_engine, make_sessions
+    from cjo.worker import WorkerTuning, build_worker, run_until_signalled
+
+    settings = get_settings()
+    info = await asyncio.to_thread(stack.start, settings)
+    await asyncio.to_thread(migrate.upgrade, info.database_url)
+    engine = make_engine(info.database_url, pool_size=settings.database_pool_size)
+    try:
+        client = await connect(settings, info.temporal_address)
+        tuning = WorkerTuning(
+            max_concurrent_activities=max_activities,
+            max_concurrent_workflow_tasks=max_workflow_tasks,
+        )
+        worker = build_worker(
+            client, make_sessions(engine), task_queue=settings.task_queue, tuning=tuning
+        )
+        click.echo(f"worker on task queue '{settings.task_queue}' at {info.temporal_address}")
+        await run_until_signalled(worker)
+    finally:
+        await engine.dispose()
+
+
+@cli.command("dev")
+@click.option("--port", default=8000, show_default=True, help="Port of the HTTP API.")
+def dev_command(port: int) -> None:
+    """Start the embedded stack, a worker and the API in the foreground; Ctrl-C stops all."""
+    from cjo.dev import run_dev
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    asyncio.run(run_dev(settings, api_port=port, echo=click.echo))
 
 
 def main() -> None:
