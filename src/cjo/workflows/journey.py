@@ -335,11 +335,14 @@ class JourneyWorkflow:
         result = outcome.model_dump(mode="json", exclude={"key"})
         if outcome.outcome == "granted":
             spec = pinned.spec
+            value = spec.get("value")
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # "20 CNY" in a message, not "20.0 CNY"
             state.benefit = {
                 "id": outcome.grant_id,
                 "name": name,
                 "type": spec.get("type"),
-                "value": spec.get("value"),
+                "value": value,
                 "unit": outcome.unit,
                 "quantity": outcome.quantity,
                 "code": outcome.code,
