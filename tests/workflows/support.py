@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
+from cjo.activities.campaigns import CampaignActivities
 from cjo.activities.catalog import default_registry
 from cjo.activities.journey_models import JourneyEvent, JourneyInput, JourneyOutcome
 from cjo.activities.profiles import (
@@ -23,6 +24,12 @@ from cjo.activities.profiles import (
 from cjo.activities.resources import ResourceActivities
 from cjo.dsl import Plan
 from cjo.store.db import SessionFactory
+from cjo.workflows.campaign import (
+    CampaignInput,
+    CampaignStatus,
+    CampaignWorkflow,
+    campaign_workflow_id,
+)
 from cjo.workflows.journey import JourneyWorkflow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -112,3 +119,19 @@ async def signal_event(
     handle: WorkflowHandle[Any, Any], name: str, props: dict[str, Any] | None = None
 ) -> None:
     await handle.signal("event", JourneyEvent(name=name, props=props or {}, ts=datetime.now(UTC)))
+
+
+async def launch(
+    client: Client, task_queue: str, sessions: SessionFactory, plan: Plan, **options: Any
+) -> tuple[str, WorkflowHandle[CampaignWorkflow, CampaignStatus]]:
+    """Create a campaign for `plan` and start its workflow; returns its id and handle."""
+    campaign = await CampaignActivities(sessions).create(
+        journey=plan.journey.name, business_line=plan.journey.business_line
+    )
+    handle = await client.start_workflow(
+        CampaignWorkflow.run,
+        CampaignInput(campaign_id=campaign.id, plan=plan, **options),
+        id=campaign_workflow_id(campaign.id),
+        task_queue=task_queue,
+    )
+    return campaign.id, handle

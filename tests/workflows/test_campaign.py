@@ -9,12 +9,11 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from cjo.activities.campaigns import CampaignActivities
 from cjo.activities.journey_models import RoutedEvent
 from cjo.activities.routing import RouteEventsInput, RoutingActivities
 from cjo.store.db import SessionFactory
-from cjo.workflows.campaign import CampaignInput, CampaignWorkflow, campaign_workflow_id
-from tests.workflows.support import add_customer, morning, publish
+from cjo.workflows.campaign import CampaignWorkflow
+from tests.workflows.support import add_customer, launch, morning, publish
 
 SAVER = {
     "lifecycle": "dormant",
@@ -48,14 +47,8 @@ async def test_audience_campaign_enrols_the_segment_at_its_time(
         await add_customer(sessions, user, **SAVER)
     await add_customer(sessions, "active-saver", **{**SAVER, "lifecycle": "mature"})
     await add_customer(sessions, "small-saver", **{**SAVER, "attrs": {"aum": 100}})
-    campaign = await CampaignActivities(sessions).create(
-        journey=plan.journey.name, business_line=plan.journey.business_line
-    )
-    handle = await client.start_workflow(
-        CampaignWorkflow.run,
-        CampaignInput(campaign_id=campaign.id, plan=plan, page_size=7, rate_per_second=7),
-        id=campaign_workflow_id(campaign.id),
-        task_queue=task_queue,
+    campaign_id, handle = await launch(
+        client, task_queue, sessions, plan, page_size=7, rate_per_second=7
     )
     status = await handle.result()
     assert status.state == "completed" and status.enrolled == len(members)
@@ -75,7 +68,7 @@ async def test_audience_campaign_enrols_the_segment_at_its_time(
         sessions, "SELECT DISTINCT variant FROM enrolments WHERE NOT holdout ORDER BY 1"
     )
     assert variants == [("care_led",), ("rate_led",)]
-    (state,) = await rows(sessions, "SELECT state FROM campaigns WHERE id = :id", id=campaign.id)
+    (state,) = await rows(sessions, "SELECT state FROM campaigns WHERE id = :id", id=campaign_id)
     assert state == ("completed",)
 
 
@@ -86,16 +79,8 @@ async def test_event_campaign_enters_routes_and_stops(
     await morning(env)
     await add_customer(sessions, "u1")
     await add_customer(sessions, "u2")
-    campaign = await CampaignActivities(sessions).create(
-        journey=plan.journey.name, business_line=plan.journey.business_line
-    )
-    handle = await client.start_workflow(
-        CampaignWorkflow.run,
-        CampaignInput(campaign_id=campaign.id, plan=plan),
-        id=campaign_workflow_id(campaign.id),
-        task_queue=task_queue,
-    )
-    await wait_for_state(sessions, campaign.id, "running")
+    campaign_id, handle = await launch(client, task_queue, sessions, plan)
+    await wait_for_state(sessions, campaign_id, "running")
     router = RoutingActivities(sessions, client, task_queue)
     now = await env.get_current_time()
 
@@ -134,7 +119,7 @@ async def test_event_campaign_enters_routes_and_stops(
     await handle.signal(CampaignWorkflow.stop)
     status = await handle.result()
     assert status.state == "stopped"
-    (state,) = await rows(sessions, "SELECT state FROM campaigns WHERE id = :id", id=campaign.id)
+    (state,) = await rows(sessions, "SELECT state FROM campaigns WHERE id = :id", id=campaign_id)
     assert state == ("stopped",)
 
 
@@ -181,13 +166,7 @@ async def test_a_paused_campaign_sends_nothing_until_resumed(
     users = [f"p{n}" for n in range(8)]
     for user in users:
         await add_customer(sessions, user, attrs={"aum": 1})
-    campaign = await CampaignActivities(sessions).create(journey="hold-test", business_line="ops")
-    handle = await client.start_workflow(
-        CampaignWorkflow.run,
-        CampaignInput(campaign_id=campaign.id, plan=plan),
-        id=campaign_workflow_id(campaign.id),
-        task_queue=task_queue,
-    )
+    campaign_id, handle = await launch(client, task_queue, sessions, plan)
     for _ in range(200):  # everyone entered and waiting in `later`
         waiting = await rows(
             sessions, "SELECT count(*) FROM enrolments WHERE current_step = 'later'"
@@ -198,7 +177,7 @@ async def test_a_paused_campaign_sends_nothing_until_resumed(
     else:
         raise AssertionError("the audience was not entered")
     await handle.signal(CampaignWorkflow.pause)
-    await wait_for_state(sessions, campaign.id, "paused")
+    await wait_for_state(sessions, campaign_id, "paused")
     await env.sleep(timedelta(hours=3))
     assert await rows(sessions, "SELECT count(*) FROM messages") == [(0,)]
     held = await rows(sessions, "SELECT count(*) FROM enrolments WHERE status = 'held'")

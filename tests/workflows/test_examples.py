@@ -14,12 +14,11 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from cjo.activities.campaigns import CampaignActivities
 from cjo.activities.journey_models import RoutedEvent
 from cjo.activities.routing import RouteEventsInput, RoutingActivities
 from cjo.store.db import SessionFactory
-from cjo.workflows.campaign import CampaignInput, CampaignWorkflow, campaign_workflow_id
-from tests.workflows.support import add_customer, morning, publish, signal_event, start
+from cjo.workflows.campaign import CampaignWorkflow
+from tests.workflows.support import add_customer, launch, morning, publish, signal_event, start
 from tests.workflows.test_campaign import rows, wait_for_state
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -49,16 +48,8 @@ async def test_abandoned_orders_run_per_order_and_may_enter_again(
     plan = await publish(sessions, "abandoned_fund_purchase.yaml")
     await morning(env)
     await add_customer(sessions, "w1", addresses={"push": "tok"})
-    campaign = await CampaignActivities(sessions).create(
-        journey=plan.journey.name, business_line=plan.journey.business_line
-    )
-    campaign_run = await client.start_workflow(
-        CampaignWorkflow.run,
-        CampaignInput(campaign_id=campaign.id, plan=plan),
-        id=campaign_workflow_id(campaign.id),
-        task_queue=task_queue,
-    )
-    await wait_for_state(sessions, campaign.id, "running")
+    campaign_id, campaign_run = await launch(client, task_queue, sessions, plan)
+    await wait_for_state(sessions, campaign_id, "running")
     router = RoutingActivities(sessions, client, task_queue)
     now = await env.get_current_time()
 
@@ -202,15 +193,7 @@ async def test_birthday_campaign_fires_on_its_cron(
     await add_customer(
         sessions, "other", birthday=(tomorrow + timedelta(days=40)).replace(year=1990).isoformat()
     )
-    campaign = await CampaignActivities(sessions).create(
-        journey=plan.journey.name, business_line=plan.journey.business_line
-    )
-    handle = await client.start_workflow(
-        CampaignWorkflow.run,
-        CampaignInput(campaign_id=campaign.id, plan=plan),
-        id=campaign_workflow_id(campaign.id),
-        task_queue=task_queue,
-    )
+    campaign_id, handle = await launch(client, task_queue, sessions, plan)
     nine = datetime.combine(tomorrow, datetime.min.time(), tzinfo=SHANGHAI).replace(hour=9)
     await env.sleep(nine - now + timedelta(minutes=5))
     for _ in range(200):
