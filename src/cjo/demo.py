@@ -60,9 +60,7 @@ def validate_examples() -> int:
     return failures
 
 
-def customers(
-    rng: random.Random, run: str
-) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+def customers(rng: random.Random, run: str) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Synthetic customers, new for each demo run: the journeys' re-entry rules would
     (rightly) refuse the customers of an earlier run."""
     surnames, given = "王李张刘陈杨赵黄周吴", "伟芳娜敏静丽强磊军洋"
