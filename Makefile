@@ -29,6 +29,7 @@ test: lint unit
 bench: $(STAMP)
 	$(BIN)/python bench/dsl.py
 	$(BIN)/python bench/segments.py
+	$(BIN)/python bench/journeys.py
 
 # Regenerates the committed JSON Schema that editors point at.
 schema: $(STAMP)
