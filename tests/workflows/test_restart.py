@@ -6,8 +6,9 @@ SQLite file kept across restarts) and the CJO worker in a separate process
 test SIGKILLs the worker and starts a new one; the second stops and restarts the Temporal
 server while the worker keeps going. Either way every run must end `completed`, with
 exactly one message and one grant per user: none lost, none repeated. The minute is
-mostly Temporal's own recovery: an activity that was running in the killed worker is
-retried only when its 60s start-to-close timeout expires.
+mostly Temporal's own recovery: an activity whose task or completion was lost (in the
+killed worker, or in flight while the server was down) is retried only when its 60s
+start-to-close timeout expires.
 """
 
 from __future__ import annotations
