@@ -28,7 +28,13 @@ from temporalio.testing import WorkflowEnvironment
 from cjo._simulate_inputs import JourneyInvalidError, Scenario, ScriptedEvent, SimulatedUser
 from cjo._simulate_timeline import EventLine, Simulation, read_run
 from cjo.activities.catalog import default_registry
-from cjo.activities.journey_models import JourneyEvent, JourneyInput, JourneyOutcome, StopRequest
+from cjo.activities.journey_models import (
+    JourneyEvent,
+    JourneyInput,
+    JourneyOutcome,
+    StopRequest,
+    cel_value,
+)
 from cjo.activities.profiles import (
     ConsentChange,
     EventInput,
@@ -47,7 +53,7 @@ from cjo.runtime.stack import start_postgres, stop_postgres
 from cjo.store.db import SessionFactory, make_engine, make_sessions
 from cjo.store.migrate import upgrade
 from cjo.worker import build_worker
-from cjo.workflows._rules import cel_value, in_holdout
+from cjo.workflows._rules import in_holdout
 from cjo.workflows.journey import JourneyWorkflow
 
 AUDIENCE = "audience"

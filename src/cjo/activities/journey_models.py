@@ -8,7 +8,7 @@ and after continue-as-new.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -102,3 +102,16 @@ class JourneyOutcome(_Model):
 
 class StopRequest(_Model):
     reason: str = "stopped"
+
+
+def cel_value(value: Any) -> Any:
+    """Values CEL accepts: dates become ISO strings, containers are converted deeply."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(key): cel_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [cel_value(item) for item in value]
+    return value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from cjo.activities._base import utc
-from cjo.activities.journey_models import JourneyInput, RoutedEvent
+from cjo.activities.journey_models import JourneyInput, RoutedEvent, cel_value
 from cjo.activities.profiles import ProfileActivities, ProfileContextInput
 from cjo.dsl import Plan, evaluate_expression
 from cjo.runtime.log import get_logger
@@ -285,7 +285,7 @@ class RoutingActivities:
             return {}
         loaded = await self._profiles.profile_context(ProfileContextInput(user_ids=list(users)))
         return {
-            profile.id: _cel_ready(profile.model_dump())
+            profile.id: cel_value(profile.model_dump())
             for profile in loaded.profiles
             if profile is not None
         }
@@ -340,15 +340,3 @@ def _holds(source: str, context: dict[str, Any]) -> bool:
         return bool(evaluate_expression(source, context))
     except Exception:  # noqa: BLE001 - a failing `where` is false, as in the interpreter
         return False
-
-
-def _cel_ready(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {key: _cel_ready(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_cel_ready(item) for item in value]
-    return value

@@ -7,7 +7,7 @@ answers on every replay.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -59,19 +59,6 @@ def next_time_of_day(now: datetime, hhmm: str, zone: ZoneInfo) -> datetime:
             local.date() + timedelta(days=1), time(hours, minutes), tzinfo=zone
         )
     return candidate
-
-
-def cel_value(value: Any) -> Any:
-    """Values CEL accepts: dates become ISO strings, containers are converted deeply."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(key): cel_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [cel_value(item) for item in value]
-    return value
 
 
 _CRON_NAMES = {

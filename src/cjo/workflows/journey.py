@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         RunState,
         StepResult,
         StopRequest,
+        cel_value,
     )
     from cjo.activities.journeys import (
         CampaignStateInput,
@@ -52,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
     from cjo.activities.segments import CheckMembershipInput, SegmentActivities
     from cjo.dsl import BenefitSpec, Plan, PlanStep, TemplateSpec, evaluate_expression
     from cjo.workflows._rules import (
-        cel_value,
         in_holdout,
         next_time_of_day,
         pick_variant,
@@ -621,42 +621,42 @@ class JourneyWorkflow:
         except Exception as error:  # noqa: BLE001 - CEL reports data problems as any exception
             state = self._require()[0]
             state.expression_errors += 1
-            state.pending.append(
-                StepRecord(
-                    key=f"{state.run_key}/{where}/expression/{state.expression_errors}",
-                    step_id=where,
-                    step_type="expression",
-                    outcome="error",
-                    detail={"expression": source, "error": str(error)[:300]},
-                    at=workflow.now(),
-                )
-            )
+            key = f"{state.run_key}/{where}/expression/{state.expression_errors}"
+            self._record_expression_error(key, where, source, error)
             return False
 
     def _values(self, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """`vars`, `set`, `with`: literals as given, expressions evaluated (errors fail the run)."""
         out: dict[str, Any] = {}
+        context: dict[str, Any] | None = None  # built once, and only if an expression needs it
         for name, value in values.items():
             if value.get("expr") is None:
                 out[name] = value.get("value")
                 continue
+            context = context if context is not None else self._context(None)
             try:
-                out[name] = evaluate_expression(value["expr"], self._context(None))
+                out[name] = evaluate_expression(value["expr"], context)
             except Exception as error:  # noqa: BLE001
                 workflow.logger.warning("expression failed", extra={"expr": value["expr"]})
                 state = self._require()[0]
-                state.pending.append(
-                    StepRecord(
-                        key=f"{state.run_key}/{state.position}/value/{name}",
-                        step_id=state.position or "",
-                        step_type="expression",
-                        outcome="error",
-                        detail={"expression": value["expr"], "error": str(error)[:300]},
-                        at=workflow.now(),
-                    )
-                )
+                key = f"{state.run_key}/{state.position}/value/{name}"
+                self._record_expression_error(key, state.position or "", value["expr"], error)
                 raise _Leave("failed") from None
         return out
+
+    def _record_expression_error(
+        self, key: str, step_id: str, source: str, error: Exception
+    ) -> None:
+        self._require()[0].pending.append(
+            StepRecord(
+                key=key,
+                step_id=step_id,
+                step_type="expression",
+                outcome="error",
+                detail={"expression": source, "error": str(error)[:300]},
+                at=workflow.now(),
+            )
+        )
 
     def _log(self, step: PlanStep, key: str, result: StepResult) -> None:
         self._require()[0].pending.append(
