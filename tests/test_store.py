@@ -24,7 +24,9 @@ def test_migrations_reach_head_and_match_the_models(database_url: str) -> None:
 
 
 def test_migrations_go_down_and_up_again(database_url: str) -> None:
+    downgrade(database_url, "0001")
+    assert current(database_url) == "0001"
     downgrade(database_url, "base")
     assert current(database_url) is None
     upgrade(database_url)
-    assert current(database_url) == "0001"
+    assert current(database_url) == "0002"

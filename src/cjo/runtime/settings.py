@@ -4,9 +4,49 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Channel = Literal["sms", "email", "push", "inbox", "wechat", "call", "webhook"]
+ANY_BUSINESS_LINE = "*"
+DEFAULT_OPT_OUT_KEYWORDS = ("R", "TD", "退订", "STOP")
+
+
+class ProviderSettings(BaseModel):
+    """How one channel reaches its provider, with the dispatcher's limits for it.
+
+    `smtp` (email) speaks SMTP to `host:port`; `http` (sms, push, wechat, call, webhook)
+    POSTs JSON to `url`, signed with `secret`; `inbox` stores the message in the database
+    as a message-centre item. `secret` also checks the provider's callbacks (receipts, replies).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["smtp", "http", "inbox"]
+    # smtp
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "CJO <noreply@cjo.invalid>"
+    # http
+    url: str | None = None
+    secret: SecretStr | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    # the dispatcher's limits, per provider
+    rate_per_second: float = Field(default=100.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_seconds: float = Field(default=30.0, gt=0)
+
+
+def _default_providers() -> dict[str, dict[Channel, ProviderSettings]]:
+    return {ANY_BUSINESS_LINE: {"inbox": ProviderSettings(kind="inbox")}}
 
 
 class Settings(BaseSettings):
@@ -24,6 +64,21 @@ class Settings(BaseSettings):
     task_queue: str = "cjo"
     log_level: str = "INFO"
     log_json: bool = True
+    # Business line (or "*" for any) -> channel -> provider. As JSON in CJO_PROVIDERS.
+    providers: dict[str, dict[Channel, ProviderSettings]] = Field(
+        default_factory=_default_providers
+    )
+    # Where customers reach the API: tracked links in messages point here.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Signs tracked links so that a click cannot be forged for another message.
+    link_secret: SecretStr = SecretStr("cjo-dev-link-secret")
+    # Inbound SMS replies that revoke SMS consent, matched whole and case-insensitively.
+    opt_out_keywords: list[str] = Field(default_factory=lambda: list(DEFAULT_OPT_OUT_KEYWORDS))
+    # The worker runs a dispatcher beside it unless this is off (`cjo dispatcher` runs one alone).
+    dispatcher_in_worker: bool = True
+    dispatcher_batch_size: int = Field(default=200, ge=1)
+    dispatcher_poll_seconds: float = Field(default=0.5, gt=0)
+    dispatcher_lease_seconds: float = Field(default=60.0, gt=0)
 
     @property
     def pg_data(self) -> Path:
@@ -32,6 +87,14 @@ class Settings(BaseSettings):
     @property
     def temporal_db(self) -> Path:
         return self.home / "temporal.db"
+
+    def provider(self, business_line: str, channel: str) -> ProviderSettings | None:
+        """The business line's own provider for the channel, else the "*" one, else none."""
+        for line in (business_line, ANY_BUSINESS_LINE):
+            for name, provider in self.providers.get(line, {}).items():
+                if name == channel:
+                    return provider
+        return None
 
 
 @lru_cache(maxsize=1)

@@ -52,6 +52,17 @@ class Message(SQLModel, table=True):
         default=None, sa_column=timestamp(nullable=True, default_now=False)
     )
     provider_ref: str | None = Field(default=None, max_length=128)
+    # A dispatcher that claimed the row holds it until then; one that died lets it lapse.
+    lease_until: datetime | None = Field(
+        default=None, sa_column=timestamp(nullable=True, default_now=False)
+    )
+    last_error: str | None = None
+    # The URLs the template declared with `track(...)`, by index: the only redirect targets.
+    links: list[str] = Field(default_factory=list, sa_column=jsonb(default="'[]'::jsonb"))
+    # The message centre's (inbox) read state.
+    read_at: datetime | None = Field(
+        default=None, sa_column=timestamp(nullable=True, default_now=False)
+    )
 
 
 class ContactLog(SQLModel, table=True):
@@ -70,9 +81,13 @@ class ContactLog(SQLModel, table=True):
 
 
 class DeliveryReceipt(SQLModel, table=True):
+    """What happened to a message after the outbox: sent, delivered, failed, opened, clicked."""
+
     __tablename__ = "delivery_receipts"
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    # Providers repeat callbacks; one receipt per (message, status, provider's report id).
+    key: str | None = Field(default=None, max_length=512, unique=True)
     message_id: str = Field(max_length=64, index=True)
     status: str = Field(max_length=16)
     provider_ref: str | None = Field(default=None, max_length=128)

@@ -1,0 +1,1 @@
+"""Channels: delivering the outbox to providers, and what providers report back."""
