@@ -5,7 +5,8 @@
 Runs journeys with the real worker and activities against a throw-away embedded
 PostgreSQL: on Temporal's time-skipping test server, and, for continue-as-new, on a
 dev server told to suggest it after a few history events. Each execution's history goes
-to histories/<name>.json; histories/manifest.json says what each one exercised, taken
+to histories/<generation>/<name>.json (CURRENT_GENERATION); its manifest.json says what
+each one exercised, taken
 from what the run wrote to `step_log` (step types, outcomes, fallbacks, quiet-hours
 delays, kinds of wait and branch case) and from how it ended.
 
@@ -34,6 +35,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import cjo.store.schema  # noqa: F401  (registers every table)
+from cjo.activities.campaigns import CampaignActivities, CampaignState, SetCampaignStateInput
 from cjo.activities.journey_models import JourneyInput, JourneyOutcome, StopRequest
 from cjo.dsl import Plan
 from cjo.runtime.stack import start_postgres, stop_postgres, temporal_binary
@@ -46,8 +48,14 @@ from tests.workflows.conftest import _test_server
 from tests.workflows.support import add_customer, morning, publish, signal_event, start
 
 REPO = Path(__file__).resolve().parents[2]
-HISTORIES = REPO / "tests" / "workflows" / "histories"
-MANIFEST = HISTORIES / "manifest.json"
+HISTORY_ROOT = REPO / "tests" / "workflows" / "histories"
+# One folder per generation of the interpreter's commands: a change behind
+# `workflow.patched(...)` starts a new generation, and the old ones stay to be replayed,
+# since runs recorded by them may still be running somewhere.
+CURRENT_GENERATION = "v1-records-in-step-activities"
+HISTORIES = HISTORY_ROOT / CURRENT_GENERATION
+MANIFEST_NAME = "manifest.json"
+MANIFEST = HISTORIES / MANIFEST_NAME
 # The dev server suggests continue-as-new past this many events; the continue_chain
 # journey crosses it after its first step.
 SUGGEST_CONTINUE_AFTER_EVENTS = 10
@@ -122,8 +130,15 @@ class Recorder:
     sessions: SessionFactory
     manifest: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    async def save(self, name: str, source: str, handle: WorkflowHandle[Any, Any]) -> None:
-        """Write the history of the execution `handle` names and what it exercised."""
+    async def save(
+        self,
+        name: str,
+        source: str,
+        handle: WorkflowHandle[Any, Any],
+        also: Sequence[str] = (),
+    ) -> None:
+        """Write the history of the execution `handle` names and what it exercised
+        (`also`: features the step log cannot show, such as a hold)."""
         history = await handle.fetch_history()
         data = journey_input(history)
         path = journey_path(history)
@@ -143,6 +158,7 @@ class Recorder:
             found.add("continued_from_state")
         if in_holdout(data.plan, data.user_id):
             found.add("holdout")
+        found.update(also)
         HISTORIES.mkdir(parents=True, exist_ok=True)
         target = HISTORIES / f"{name}.json"
         # Indented, so a re-recording shows up in review as a readable diff.
@@ -240,6 +256,7 @@ FUND_ORDER = {
 }
 EVERY_STEP = "tests/workflows/bundles/every_step.yaml"
 CONTINUE_CHAIN = "tests/workflows/bundles/continue_chain.yaml"
+PAUSED = "tests/workflows/bundles/paused.yaml"
 EVERY_STEP_PATH = [
     "screen",
     "gate",
@@ -359,7 +376,47 @@ async def holdout(scene: Scene) -> None:
     await scene.recorder.save("holdout", "examples/dormant_savers.yaml", handle)
 
 
-TIME_SKIPPING_SCENARIOS = (every_step, risk_reject, exit_event, goal_exit, stopped, holdout)
+async def paused(scene: Scene) -> None:
+    """The campaign pauses while its user waits: the send is held until it resumes."""
+    plan = await publish(scene.sessions, str(REPO / PAUSED))
+    await add_customer(scene.sessions, "u-paused")
+    campaigns = CampaignActivities(scene.sessions)
+    campaign = await campaigns.create(journey=plan.journey.name, business_line="ops")
+
+    async def move(state: CampaignState) -> None:
+        now = await scene.env.get_current_time()
+        await campaigns.set_state(
+            SetCampaignStateInput(campaign_id=campaign.id, state=state, at=now)
+        )
+
+    await move("running")
+    handle = await start(
+        scene.client, scene.task_queue, plan, "u-paused", "paused_started", campaign_id=campaign.id
+    )
+    await reach(handle, "later")
+    await move("paused")
+    await scene.env.sleep(timedelta(hours=3))
+    async with scene.sessions() as session:
+        held = await session.execute(
+            text("SELECT status FROM enrolments WHERE user_id = :user"), {"user": "u-paused"}
+        )
+        assert held.scalar_one() == "held"
+    await move("running")
+    await handle.signal(JourneyWorkflow.on_resume)
+    outcome = await handle.result()
+    assert outcome.end_reason == "completed" and outcome.path == ["later", "hello", "points"]
+    await scene.recorder.save("paused", PAUSED, handle, also=["campaign:held"])
+
+
+TIME_SKIPPING_SCENARIOS = (
+    every_step,
+    risk_reject,
+    exit_event,
+    goal_exit,
+    stopped,
+    holdout,
+    paused,
+)
 
 
 async def continue_as_new(recorder: Recorder) -> None:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cjo.activities._run_records import RunRecords
 from cjo.dsl import BenefitSpec
 
 
@@ -30,6 +31,8 @@ class GrantRequest(_Model):
     at: datetime
     workflow_id: str | None = None
     step_id: str | None = None
+    # A journey's grant step also writes the run's records (see `_run_records`).
+    run: RunRecords | None = None
 
 
 Shortfall = Literal["stock", "budget"]
@@ -37,10 +40,11 @@ RefusalReason = Literal["stock", "budget", "validity_ended", "per_user"]
 
 
 class GrantOutcome(_Model):
-    """`reason` says why nothing was granted."""
+    """`reason` says why nothing was granted. `held`/`stopped`: the run's campaign is paused
+    or stopped, so nothing was done (ask again after it resumes)."""
 
     key: str
-    outcome: Literal["granted", "exhausted", "limited"]
+    outcome: Literal["granted", "exhausted", "limited", "held", "stopped"]
     reason: RefusalReason | None = None
     grant_id: str | None = None
     code: str | None = None

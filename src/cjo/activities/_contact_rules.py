@@ -7,7 +7,7 @@ opt-out) reads and tests on its own; `messaging` owns the transaction that appli
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal, NamedTuple
@@ -162,12 +162,24 @@ def choose_locale(spec: TemplateSpec, preferred: str | None) -> str:
     return next(iter(spec.content))
 
 
-def render_content(spec: TemplateSpec, locale: str, context: Mapping[str, Any]) -> Rendered:
-    """Render one locale's subject, body and html; raises TemplateRenderError."""
+def render_content(
+    spec: TemplateSpec,
+    locale: str,
+    context: Mapping[str, Any],
+    *,
+    track: Callable[[str], str] | None = None,
+) -> Rendered:
+    """Render one locale's subject, body and html; raises TemplateRenderError.
+
+    `track` turns the URLs declared with `track("...")` into tracked links; the parts are
+    rendered in this order, so a link's index is its first appearance in subject, body, html.
+    """
     content = spec.content[locale]
-    return Rendered(
-        locale=locale,
-        subject=None if content.subject is None else render_template(content.subject, context),
-        body=render_template(content.body, context),
-        html=None if content.html is None else render_template(content.html, context),
-    )
+
+    def part(text: str | None) -> str | None:
+        return None if text is None else render_template(text, context, track=track)
+
+    subject = part(content.subject)
+    body = part(content.body)
+    assert body is not None
+    return Rendered(locale=locale, subject=subject, body=body, html=part(content.html))

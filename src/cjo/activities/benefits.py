@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
 from cjo.activities._base import lock, utc
@@ -39,6 +40,7 @@ from cjo.activities._benefit_models import (
     RevokeGrantResult,
 )
 from cjo.activities._grant_ledger import GRANT_ACTIVITY, decide, money, recorded_grants
+from cjo.activities._run_records import Hold, RunWrite, StepRecord, campaign_holds, write_runs
 from cjo.dsl import BenefitSpec
 from cjo.store.db import SessionFactory
 from cjo.store.schema import BenefitLedger
@@ -72,18 +74,26 @@ class BenefitActivities:
     @activity.defn(name=GRANT_ACTIVITY)
     async def grant(self, batch: GrantBenefitInput) -> GrantBenefitResult:
         unique = _first_by_key(batch.requests)
-        await self._open_ledgers(unique)
         async with self._sessions() as session, session.begin():
             connection = await session.connection()
+            holds = await campaign_holds(connection, [r.run.campaign_id for r in unique if r.run])
+            outcomes = {
+                r.key: _held(r, hold)
+                for r in unique
+                if r.run is not None and (hold := holds.get(r.run.campaign_id or "")) is not None
+            }
+            active = [request for request in unique if request.key not in outcomes]
+            await _open_ledgers(connection, active)
             # A recorded result never changes, so a retried page is answered without locks.
-            outcomes = await recorded_grants(connection, [r.key for r in unique])
-            fresh = [request for request in unique if request.key not in outcomes]
+            outcomes.update(await recorded_grants(connection, [r.key for r in active]))
+            fresh = [request for request in active if request.key not in outcomes]
             # Same-key requests share a user, so this lock also serialises retries of one key.
             for parts in sorted({(r.business_line, r.benefit, r.user_id) for r in fresh}):
                 await lock(session, "benefits", *parts)
             outcomes.update(await recorded_grants(connection, [r.key for r in fresh]))
             fresh = [request for request in fresh if request.key not in outcomes]
             outcomes.update(await decide(connection, fresh))
+            await write_runs(connection, _run_writes(active, outcomes), move=True)
         return GrantBenefitResult(results=[outcomes[r.key] for r in batch.requests])
 
     @activity.defn(name="benefits.redeem")
@@ -147,18 +157,6 @@ class BenefitActivities:
             grants=grants,
         )
 
-    async def _open_ledgers(self, requests: Iterable[GrantRequest]) -> None:
-        """Create missing ledger rows in their own short transaction, so none is held long."""
-        rows = [
-            {"business_line": line, "benefit": name, "units_granted": 0, "value_granted": 0}
-            for line, name in sorted({(r.business_line, r.benefit) for r in requests})
-        ]
-        if not rows:
-            return
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
-            await connection.execute(pg_insert(BenefitLedger).values(rows).on_conflict_do_nothing())
-
     async def _change(
         self, requests: Sequence[GrantChangeRequest], change: _Change
     ) -> list[GrantChangeOutcome]:
@@ -190,6 +188,49 @@ class BenefitActivities:
                 grant_by_key[change_key] = grant_id
         outcomes = {r.key: _change_outcome(r, change, status_by_id, grant_by_key) for r in unique}
         return [outcomes[r.key] for r in requests]
+
+
+async def _open_ledgers(connection: AsyncConnection, requests: Iterable[GrantRequest]) -> None:
+    """Create missing ledger rows. A new row is locked until this transaction ends, but
+    every grant of that benefit waits for its ledger row anyway."""
+    rows = [
+        {"business_line": line, "benefit": name, "units_granted": 0, "value_granted": 0}
+        for line, name in sorted({(r.business_line, r.benefit) for r in requests})
+    ]
+    if rows:
+        await connection.execute(pg_insert(BenefitLedger).values(rows).on_conflict_do_nothing())
+
+
+def _held(request: GrantRequest, hold: Hold) -> GrantOutcome:
+    return GrantOutcome(key=request.key, outcome=hold, quantity=request.quantity)
+
+
+def _run_writes(
+    requests: Sequence[GrantRequest], outcomes: dict[str, GrantOutcome]
+) -> list[RunWrite]:
+    """For journey grants: the run's pending records, this step's record, its next step."""
+    writes = []
+    for request in requests:
+        if request.run is None:
+            continue
+        outcome = outcomes[request.key]
+        record = StepRecord(
+            key=request.key,
+            step_id=request.step_id or "",
+            step_type="grant",
+            outcome=outcome.outcome,
+            detail=outcome.model_dump(mode="json", exclude={"key"}),
+            at=request.at,
+        )
+        writes.append(
+            RunWrite(
+                request.user_id,
+                request.run,
+                [*request.run.pending, record],
+                request.run.next_step(outcome.outcome),
+            )
+        )
+    return writes
 
 
 @dataclass(frozen=True, slots=True)

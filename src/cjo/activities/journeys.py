@@ -8,7 +8,7 @@ that matter (sends, grants). Every write is keyed: a replayed call changes nothi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
@@ -16,26 +16,34 @@ from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 
 from cjo.activities._base import utc
-from cjo.activities.profiles import ProfileActivities, ProfileContextInput, UserProfile
+from cjo.activities._run_records import (
+    RunRecords,
+    StepRecord,
+    campaign_holds,
+    write_step_records,
+)
+from cjo.activities.profiles import UserProfile, load_profiles
 from cjo.store.db import SessionFactory
-from cjo.store.schema import Campaign, Enrolment, StepLogEntry
+from cjo.store.schema import Campaign, Enrolment
+
+__all__ = [
+    "CampaignStateInput",
+    "CampaignStateResult",
+    "EndReason",
+    "EnterJourneyInput",
+    "EnterJourneyResult",
+    "FinishJourneyInput",
+    "JourneyActivities",
+    "RecordStepsInput",
+    "RunRecords",
+    "StepRecord",
+]
 
 EndReason = Literal["completed", "converted", "exited", "rejected", "stopped", "failed"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class StepRecord(_Model):
-    """One step a user went through: its outcome and what it produced."""
-
-    key: str = Field(min_length=1, max_length=512)
-    step_id: str
-    step_type: str
-    outcome: str | None
-    detail: dict[str, Any] = Field(default_factory=dict)
-    at: datetime
 
 
 class EnterJourneyInput(_Model):
@@ -89,7 +97,6 @@ class JourneyActivities:
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
-        self._profiles = ProfileActivities(sessions)
 
     @activity.defn(name="journeys.enter")
     async def enter(self, data: EnterJourneyInput) -> EnterJourneyResult:
@@ -113,19 +120,22 @@ class JourneyActivities:
                 )
                 .on_conflict_do_nothing(index_elements=["run_key"])
             )
-            state = None
-            if data.campaign_id is not None:
-                campaign = await session.get(Campaign, data.campaign_id)
-                state = campaign.state if campaign is not None else None
-        context = await self._profiles.profile_context(ProfileContextInput(user_ids=[data.user_id]))
-        return EnterJourneyResult(profile=context.profiles[0], campaign_state=state)
+            # One transaction for the entry, the campaign's state and the profile.
+            holds = await campaign_holds(connection, [data.campaign_id])
+            profiles = await load_profiles(connection, [data.user_id])
+        state = None
+        if data.campaign_id is not None:
+            state = {"held": "paused", "stopped": "stopped"}.get(
+                holds.get(data.campaign_id, ""), "running"
+            )
+        return EnterJourneyResult(profile=profiles.get(data.user_id), campaign_state=state)
 
     @activity.defn(name="journeys.record")
     async def record(self, data: RecordStepsInput) -> None:
         """Write step records and where the user is now."""
         async with self._sessions() as session, session.begin():
             connection = await session.connection()
-            await _write_records(connection, data.run_key, data.user_id, data.records)
+            await write_step_records(connection, data.run_key, data.user_id, data.records)
             await connection.execute(
                 text(
                     "UPDATE enrolments SET current_step = :step, status = :status,"
@@ -147,7 +157,7 @@ class JourneyActivities:
         """Write the last records and close the enrolment with its end reason."""
         async with self._sessions() as session, session.begin():
             connection = await session.connection()
-            await _write_records(connection, data.run_key, data.user_id, data.records)
+            await write_step_records(connection, data.run_key, data.user_id, data.records)
             await connection.execute(
                 text(
                     "UPDATE enrolments SET status = 'ended', current_step = NULL,"
@@ -170,29 +180,3 @@ class JourneyActivities:
         async with self._sessions() as session:
             campaign = await session.get(Campaign, data.campaign_id)
             return CampaignStateResult(state=campaign.state if campaign is not None else None)
-
-
-async def _write_records(
-    connection: Any, run_key: str, user_id: str, records: list[StepRecord]
-) -> None:
-    if not records:
-        return
-    await connection.execute(
-        insert(StepLogEntry)
-        .values(
-            [
-                {
-                    "key": record.key,
-                    "run_key": run_key,
-                    "user_id": user_id,
-                    "step_id": record.step_id,
-                    "step_type": record.step_type,
-                    "outcome": record.outcome,
-                    "detail": record.detail,
-                    "at": utc(record.at),
-                }
-                for record in records
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-    )

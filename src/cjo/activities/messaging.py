@@ -41,9 +41,19 @@ from cjo.activities._outbox_store import (
     messages_by_key,
     profiles_by_id,
 )
+from cjo.activities._run_records import (
+    Hold,
+    RunRecords,
+    RunWrite,
+    StepRecord,
+    campaign_holds,
+    write_runs,
+)
+from cjo.activities.channels.links import LinkTracker
 from cjo.dsl import TemplateRenderError, TemplateSpec
 from cjo.dsl._plan import PlanContactPolicy, PlanLimits
 from cjo.runtime.log import get_logger
+from cjo.runtime.settings import get_settings
 from cjo.store.db import SessionFactory
 from cjo.store.schema import Message, Profile
 
@@ -113,6 +123,8 @@ class SendRequest(_Frozen):
     benefit: dict[str, Any] | None = None
     limits: PlanLimits = Field(default_factory=PlanLimits)
     policy: PlanContactPolicy
+    # A journey's send step also writes the run's records (see `_run_records`).
+    run: RunRecords | None = None
 
     @field_validator("at")
     @classmethod
@@ -125,10 +137,13 @@ class SendMessageInput(_Frozen):
 
 
 class SendDecision(_Frozen):
-    """`sent` (in the outbox), `suppressed` (recorded with `reason`) or `delay` (until)."""
+    """`sent` (in the outbox), `suppressed` (recorded with `reason`) or `delay` (until).
+
+    `held`/`stopped`: the run's campaign is paused or stopped, so nothing was decided.
+    """
 
     key: str
-    outcome: Literal["sent", "suppressed", "delay"]
+    outcome: Literal["sent", "suppressed", "delay", "held", "stopped"]
     message_id: str | None = None
     channel: str | None = None
     fallback_used: bool = False
@@ -156,8 +171,69 @@ class MessagingActivities:
         for start in range(0, len(requests), REQUESTS_PER_TRANSACTION):
             chunk = requests[start : start + REQUESTS_PER_TRANSACTION]
             async with self._sessions() as session, session.begin():
-                decisions.extend(await _decide_chunk(session, chunk))
+                connection = await session.connection()
+                holds = await campaign_holds(
+                    connection, [r.run.campaign_id for r in chunk if r.run is not None]
+                )
+                active = [r for r in chunk if _hold(r, holds) is None]
+                decided = iter(await _decide_chunk(session, active) if active else [])
+                for request in chunk:
+                    hold = _hold(request, holds)
+                    decisions.append(
+                        next(decided)
+                        if hold is None
+                        else SendDecision(key=request.key, outcome=hold)
+                    )
+                await write_runs(connection, _run_writes(chunk, decisions[start:]), move=True)
         return SendMessageResult(results=decisions)
+
+
+def _hold(request: SendRequest, holds: dict[str, Hold]) -> Hold | None:
+    run = request.run
+    return None if run is None or run.campaign_id is None else holds.get(run.campaign_id)
+
+
+def _run_writes(
+    requests: Sequence[SendRequest], decisions: Sequence[SendDecision]
+) -> list[RunWrite]:
+    """For journey sends: the run's pending records, this step's record, its next step.
+
+    A quiet-hours delay records `delayed` under `<key>/delay` and keeps the user at the step.
+    """
+    writes = []
+    for request, decision in zip(requests, decisions, strict=True):
+        if request.run is None or decision.outcome in ("held", "stopped"):
+            continue
+        if decision.outcome == "delay":
+            until = decision.until.isoformat() if decision.until else None
+            record = _step_record(request, f"{request.key}/delay", "delayed", {"until": until})
+            current: str | None = request.step_id
+        else:
+            detail = {
+                "message_id": decision.message_id,
+                "channel": decision.channel,
+                "fallback_used": decision.fallback_used,
+                "reason": decision.reason,
+            }
+            record = _step_record(request, request.key, decision.outcome, detail)
+            current = request.run.next_step(decision.outcome)
+        writes.append(
+            RunWrite(request.user_id, request.run, [*request.run.pending, record], current)
+        )
+    return writes
+
+
+def _step_record(
+    request: SendRequest, key: str, outcome: str, detail: dict[str, Any]
+) -> StepRecord:
+    return StepRecord(
+        key=key,
+        step_id=request.step_id,
+        step_type="send",
+        outcome=outcome,
+        detail=detail,
+        at=request.at,
+    )
 
 
 async def _decide_chunk(
@@ -244,9 +320,12 @@ def _decide(
         ):
             return _row(request, channel, template, reason="frequency_cap")
     locale = choose_locale(template.spec, profile.locale)
+    # The id comes first: tracked links carry it, and they are made while rendering.
+    message_id = new_id()
+    tracker = _link_tracker(message_id)
     try:
         rendered = render_content(
-            template.spec, locale, _render_context(request, profile, consents)
+            template.spec, locale, _render_context(request, profile, consents), track=tracker
         )
     except TemplateRenderError as exc:
         _log.warning(
@@ -259,7 +338,24 @@ def _decide(
         and lacks_opt_out(rendered.body, request.policy.opt_out_pattern)
     ):
         return _row(request, channel, template, reason="no_opt_out")
-    return _row(request, channel, template, address=address_of(channel, profile), rendered=rendered)
+    return _row(
+        request,
+        channel,
+        template,
+        address=address_of(channel, profile),
+        rendered=rendered,
+        message_id=message_id,
+        links=tracker.links,
+    )
+
+
+def _link_tracker(message_id: str) -> LinkTracker:
+    settings = get_settings()
+    return LinkTracker(
+        message_id,
+        base_url=settings.public_base_url,
+        secret=settings.link_secret.get_secret_value(),
+    )
 
 
 def _first_reachable(
@@ -310,9 +406,11 @@ def _row(
     reason: SuppressReason | None = None,
     address: str | None = None,
     rendered: Rendered | None = None,
+    message_id: str | None = None,
+    links: Sequence[str] = (),
 ) -> Message:
     return Message(
-        id=new_id(),
+        id=message_id or new_id(),
         key=request.key,
         business_line=request.business_line,
         journey=request.journey,
@@ -332,6 +430,7 @@ def _row(
         html=None if rendered is None else rendered.html,
         attempts=0,
         not_before=request.at,
+        links=list(links),
     )
 
 

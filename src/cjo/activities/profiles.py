@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
 from cjo.activities.lifecycle import (
@@ -291,15 +292,21 @@ class ProfileActivities:
     @activity.defn(name="profiles.context")
     async def profile_context(self, data: ProfileContextInput) -> ProfileContextResult:
         async with self._sessions() as session:
-            connection = await session.connection()
-            rows = await connection.execute(_CONTEXT, {"ids": list(set(data.user_ids))})
-            by_id = {row.id: UserProfile.model_validate(row._asdict()) for row in rows}
+            by_id = await load_profiles(await session.connection(), data.user_ids)
         return ProfileContextResult(profiles=[by_id.get(user_id) for user_id in data.user_ids])
 
     @activity.defn(name="profiles.refresh_lifecycle")
     async def refresh_lifecycle(self, data: RefreshLifecycleInput) -> RefreshLifecycleResult:
         async with self._sessions() as session, session.begin():
             return await refresh_stages(await session.connection(), data)
+
+
+async def load_profiles(
+    connection: AsyncConnection, user_ids: Sequence[str]
+) -> dict[str, UserProfile]:
+    """The profiles (with consents) of these users, as expressions see them, by id."""
+    rows = await connection.execute(_CONTEXT, {"ids": list(set(user_ids))})
+    return {row.id: UserProfile.model_validate(row._asdict()) for row in rows}
 
 
 def _batches(items: Sequence[Item]) -> Iterator[Sequence[Item]]:

@@ -22,8 +22,11 @@ from cjo.api._limits import BodyLimitMiddleware
 from cjo.api.deps import ApiState
 from cjo.api.problems import install_problem_handlers
 from cjo.api.routes.campaigns import router as campaigns_router
+from cjo.api.routes.channels import router as channels_router
 from cjo.api.routes.events import router as events_router
 from cjo.api.routes.health import router as health_router
+from cjo.api.routes.links import router as links_router
+from cjo.api.routes.messages import router as messages_router
 from cjo.api.routes.resources import router as resources_router
 from cjo.api.routes.users import router as users_router
 from cjo.runtime import stack
@@ -78,8 +81,11 @@ def create_app(
         health_router,
         resources_router,
         users_router,
+        messages_router,
         events_router,
         campaigns_router,
+        channels_router,
+        links_router,
     ):
         app.include_router(router)
     return app

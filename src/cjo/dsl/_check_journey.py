@@ -32,7 +32,7 @@ from cjo.dsl._journey import (
     WaitForStep,
 )
 from cjo.dsl._loader import Document, Path, value_at
-from cjo.dsl._templates import check_template, syntax_problems
+from cjo.dsl._templates import check_template, static_problems
 from cjo.dsl._types import EVENT_PATTERN
 
 STEPS: Path = ("spec", "steps")
@@ -274,8 +274,9 @@ def _check_send(
         for locale, content in template.content.items():
             parts = [("body", content.body), ("subject", content.subject), ("html", content.html)]
             for part, text in parts:
-                # A template in this file reports its own syntax errors, once.
-                if text is None or (resolved.source is not None and syntax_problems(text)):
+                # A template in this file reports its own syntax errors and misuse of
+                # track(), once.
+                if text is None or (resolved.source is not None and static_problems(text)):
                     continue
                 for problem in check_template(
                     text,

@@ -29,7 +29,7 @@ from cjo.dsl._resources import (
     TemplateSpec,
     VelocityCheck,
 )
-from cjo.dsl._templates import syntax_problems
+from cjo.dsl._templates import link_problems, syntax_problems
 from cjo.dsl._types import LIFECYCLE_STAGES
 
 DATE_FIELDS = frozenset({"birthday", "created_at"})
@@ -193,6 +193,14 @@ def check_template_document(bundle: Bundle, entry: Entry) -> None:
                     ("spec", "content", locale, part),
                     "E230",
                     f"template {locale} {part} does not parse{where}: {problem.message}",
+                )
+            for problem in link_problems(text):
+                where = f" (line {problem.line})" if problem.line else ""
+                bundle.report(
+                    entry.source,
+                    ("spec", "content", locale, part),
+                    "E230",
+                    f"template {locale} {part} has an untrackable link{where}: {problem.message}",
                 )
     if spec.channel == "sms" and spec.marketing:
         pattern = opt_out_pattern(bundle, entry.model.business_line)

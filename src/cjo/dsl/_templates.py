@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import (
     Environment,
@@ -20,6 +21,7 @@ from jinja2 import (
     Template,
     TemplateSyntaxError,
     Undefined,
+    nodes,
     pass_environment,
 )
 from jinja2.exceptions import SecurityError
@@ -29,12 +31,24 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from cjo.dsl._template_sample import _Sample, _StrictMap, sample_context
 
 __all__ = [
+    "TRACK",
+    "LinkTracker",
     "TemplateProblem",
     "TemplateRenderError",
     "check_template",
+    "link_problems",
     "render",
     "sample_context",
+    "static_problems",
+    "tracked_urls",
 ]
+
+# The template helper that turns a URL into a tracked link: `{{ track("https://...") }}`.
+TRACK = "track"
+# Whatever turns a declared URL into the link the customer gets (at run time: a signed
+# redirect through CJO that records the click; when validating: the URL itself).
+LinkTracker = Callable[[str], str]
+_MAX_URL = 2048
 
 # Messages end up in one-line diagnostics and send logs; an exception that quotes a huge value
 # must not flood them.
@@ -201,8 +215,119 @@ def syntax_problems(body: str) -> list[TemplateProblem]:
     return []
 
 
-def render(body: str, context: Mapping[str, Any]) -> str:
-    """Render `body` with `context` in the sandbox; any failure is a TemplateRenderError."""
+@dataclass(frozen=True, slots=True)
+class _Links:
+    urls: tuple[str, ...]
+    problems: tuple[TemplateProblem, ...]
+
+
+@functools.lru_cache(maxsize=512)
+def _links(source: str) -> _Links:
+    """The URLs `track(...)` is called with, and every use of `track` that is not such a call.
+
+    Read from the syntax tree, not from a render: only a quoted string literal written in
+    the template is a URL the template declared. Anything computed (`track(vars.url)`,
+    `track("https://a/" ~ x)`, `{% set t = track %}`) could make CJO's redirect endpoint
+    send customers wherever data says, an open redirect, so it is refused.
+    """
+    try:
+        tree = _ENV.parse(source)
+    except Exception:
+        return _Links((), ())  # not a template: syntax_problems says why
+    urls: list[str] = []
+    problems: list[TemplateProblem] = []
+    called: set[int] = set()
+    for call in tree.find_all(nodes.Call):
+        if not (isinstance(call.node, nodes.Name) and call.node.name == TRACK):
+            continue
+        called.add(id(call.node))
+        args = call.args
+        only = args[0] if len(args) == 1 else None
+        plain = not call.kwargs and call.dyn_args is None and call.dyn_kwargs is None
+        if not (plain and isinstance(only, nodes.Const) and isinstance(only.value, str)):
+            problems.append(
+                TemplateProblem(
+                    f"{TRACK}() takes one URL written in the template as a quoted string, "
+                    f'e.g. {TRACK}("https://bank.example/offer"); a computed URL could '
+                    "redirect customers anywhere",
+                    call.lineno,
+                )
+            )
+            continue
+        url: str = only.value
+        why = _bad_url(url)
+        if why is not None:
+            problems.append(TemplateProblem(f"{TRACK}({url!r}): {why}", call.lineno))
+        elif url not in urls:
+            urls.append(url)
+    for name in tree.find_all(nodes.Name):
+        if name.name == TRACK and name.ctx == "load" and id(name) not in called:
+            problems.append(
+                TemplateProblem(
+                    f"'{TRACK}' may only be called directly, as {TRACK}(\"<URL>\")",
+                    name.lineno,
+                )
+            )
+    return _Links(tuple(urls), tuple(sorted(problems, key=lambda p: p.line or 0)))
+
+
+def _bad_url(url: str) -> str | None:
+    if len(url) > _MAX_URL:
+        return f"a tracked URL has at most {_MAX_URL} characters"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "a URL has no spaces or control characters"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "a tracked URL is absolute, http or https, with a host"
+    return None
+
+
+def tracked_urls(body: str) -> tuple[str, ...]:
+    """The URLs the template declares with `track(...)`, each once, in order of appearance."""
+    return _links(body).urls
+
+
+def link_problems(body: str) -> list[TemplateProblem]:
+    """Uses of `track` that do not declare a literal http(s) URL; [] when all are fine."""
+    return list(_links(body).problems)
+
+
+def _untracked(url: str) -> str:
+    return url
+
+
+def _guarded_tracker(body: str, tracker: LinkTracker) -> LinkTracker:
+    """`track` as templates see it: it accepts only URLs the template itself declares.
+
+    Validation refuses anything else already; this holds even for a template that never
+    went through validation.
+    """
+    declared = frozenset(tracked_urls(body))
+
+    def track(url: object) -> str:
+        if not isinstance(url, str) or url not in declared:
+            raise SecurityError(
+                f"{TRACK}() only takes a URL written in the template as a quoted string"
+            )
+        return tracker(url)
+
+    return track
+
+
+def static_problems(body: str) -> list[TemplateProblem]:
+    """Everything wrong that needs no context: syntax, then misuse of `track`."""
+    return syntax_problems(body) or link_problems(body)
+
+
+def render(body: str, context: Mapping[str, Any], *, track: LinkTracker | None = None) -> str:
+    """Render `body` with `context` in the sandbox; any failure is a TemplateRenderError.
+
+    `track` turns each URL the template declares with `track("...")` into the link to put
+    in the message; without it the URL stays as written (validation, previews).
+    """
     try:
         template = _compile(body)
     except TemplateSyntaxError as exc:
@@ -211,8 +336,10 @@ def render(body: str, context: Mapping[str, Any]) -> str:
     except Exception as exc:
         # The parser and Python's compiler have their own limits (nesting depth, ...).
         raise TemplateRenderError(f"template does not compile: {_describe(exc)}") from None
+    values = dict(context)
+    values[TRACK] = _guarded_tracker(body, track or _untracked)
     try:
-        return template.render(dict(context))
+        return template.render(values)
     except Exception as exc:
         raise TemplateRenderError(_describe(exc), _template_line(exc)) from None
 
@@ -226,6 +353,9 @@ def check_template(
     has_benefit: bool = True,
 ) -> list[TemplateProblem]:
     """Render `body` once against the sample context; [] if it renders."""
+    misused = link_problems(body)
+    if misused:
+        return misused
     try:
         render(body, sample_context(step_vars, step_ids, journey_name, has_benefit=has_benefit))
     except TemplateRenderError as exc:

@@ -9,6 +9,7 @@ user: stored like any other event and routed to their running journeys, so a jou
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -32,6 +33,8 @@ ReportStatus = Literal["sent", "delivered", "failed", "opened", "clicked"]
 EVENT_STATUSES: frozenset[str] = frozenset({"delivered", "failed", "opened", "clicked"})
 # What a report moves the message to; later reports never move it back.
 MESSAGE_STATUS = {"delivered": "delivered", "failed": "failed"}
+# Event ids (the sender's id, the events' dedup key) have at most this many characters.
+EVENT_ID_MAX = 128
 
 log = get_logger(__name__)
 
@@ -129,7 +132,12 @@ class DeliveryFeedback:
         )
         async with self._sessions() as session, session.begin():
             inserted = set((await session.exec(statement, params=values)).scalars().all())
-            fresh = [report for report in reports if report.key in inserted]
+            fresh: list[DeliveryReport] = []
+            for report in reports:
+                # A report repeated within the batch is a duplicate, like a repeat later.
+                if report.key in inserted:
+                    inserted.discard(report.key)
+                    fresh.append(report)
             connection = await session.connection()
             for report in fresh:
                 status = MESSAGE_STATUS.get(report.status)
@@ -160,12 +168,21 @@ def _event(report: DeliveryReport, message: Message) -> EventInput:
     props.update({k: v for k, v in report.detail.items() if k not in props})
     return EventInput(
         # The receipt's key: a repeated report is one event, as it is one receipt.
-        id=report.key[:128],
+        id=_event_id(report.key),
         user_id=message.user_id,
         name=f"message_{report.status}",
         props=props,
         ts=report.at,
     )
+
+
+def _event_id(key: str) -> str:
+    """The key itself when it fits an event id; else a prefix and a hash of all of it, so
+    two long report ids that share their first characters stay two events."""
+    if len(key) <= EVENT_ID_MAX:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return f"{key[: EVENT_ID_MAX - len(digest) - 1]}#{digest}"
 
 
 def report_time(value: datetime | None, default: datetime) -> datetime:

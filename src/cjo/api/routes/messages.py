@@ -1,0 +1,135 @@
+"""A user's messages and message centre (`/v1/users/{id}/messages`, `/inbox`)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ValidationError
+
+from cjo.activities.channels.feedback import DeliveryFeedback
+from cjo.activities.channels.message_centre import (
+    InboxItem,
+    InboxPageInput,
+    MarkReadInput,
+    MessageCentre,
+    MessagePosition,
+    UserMessage,
+    UserMessagesInput,
+)
+from cjo.activities.profiles import ProfileContextInput
+from cjo.activities.routing import RoutingActivities
+from cjo.api.deps import OptionalTemporalDep, ProfilesDep, SessionsDep, TaskQueueDep
+from cjo.api.problems import ApiProblem, not_found, problem_responses
+from cjo.runtime.settings import Channel
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+
+
+class InboxOut(BaseModel):
+    """`unread`: how many of the user's inbox messages are unread, on every page."""
+
+    items: list[InboxItem]
+    next_cursor: str | None
+    unread: int
+
+
+class MessagesOut(BaseModel):
+    items: list[UserMessage]
+    next_cursor: str | None
+
+
+class ReadOut(BaseModel):
+    id: str
+    read: bool
+    read_at: datetime
+
+
+@router.get("/{user_id}/inbox", responses=problem_responses(404, 422))
+async def get_inbox(
+    user_id: UserIdPath,
+    sessions: SessionsDep,
+    profiles: ProfilesDep,
+    unread: Annotated[bool, Query(description="only unread messages")] = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> InboxOut:
+    """The user's message-centre items (inbox messages delivered so far), newest first."""
+    await _known(profiles, user_id)
+    page = await MessageCentre(sessions).inbox(
+        InboxPageInput(user_id=user_id, unread_only=unread, limit=limit, after=_decode(cursor))
+    )
+    return InboxOut(items=page.items, next_cursor=_encode(page.next), unread=page.unread)
+
+
+@router.post("/{user_id}/inbox/{message_id}/read", responses=problem_responses(404))
+async def read_inbox_message(
+    user_id: UserIdPath,
+    message_id: Annotated[str, Path(min_length=1, max_length=64)],
+    sessions: SessionsDep,
+    temporal: OptionalTemporalDep,
+    task_queue: TaskQueueDep,
+) -> ReadOut:
+    """Mark one of the user's inbox messages read; repeating it keeps the first time.
+
+    The first read is the message's `opened` report (a `message_opened` event).
+    """
+    routing = None if temporal is None else RoutingActivities(sessions, temporal, task_queue)
+    centre = MessageCentre(sessions, DeliveryFeedback(sessions, routing))
+    result = await centre.mark_read(
+        MarkReadInput(user_id=user_id, message_id=message_id, at=datetime.now(UTC))
+    )
+    if not result.found or result.read_at is None:
+        raise not_found(f"user {user_id} has no inbox message {message_id}")
+    return ReadOut(id=message_id, read=True, read_at=result.read_at)
+
+
+@router.get("/{user_id}/messages", responses=problem_responses(404, 422))
+async def get_messages(
+    user_id: UserIdPath,
+    sessions: SessionsDep,
+    profiles: ProfilesDep,
+    channel: Channel | None = None,
+    status: Annotated[
+        str | None,
+        Query(pattern="^(pending|suppressed|sent|delivered|failed)$"),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> MessagesOut:
+    """Every send decision about the user, newest first: sent, suppressed (with the
+    reason), delivered or failed, on any channel."""
+    await _known(profiles, user_id)
+    page = await MessageCentre(sessions).messages(
+        UserMessagesInput(
+            user_id=user_id, channel=channel, status=status, limit=limit, after=_decode(cursor)
+        )
+    )
+    return MessagesOut(items=page.items, next_cursor=_encode(page.next))
+
+
+async def _known(profiles: ProfilesDep, user_id: str) -> None:
+    (profile,) = (await profiles.profile_context(ProfileContextInput(user_ids=[user_id]))).profiles
+    if profile is None:
+        raise not_found(f"no user {user_id}")
+
+
+def _encode(position: MessagePosition | None) -> str | None:
+    if position is None:
+        return None
+    return base64.urlsafe_b64encode(position.model_dump_json().encode()).decode()
+
+
+def _decode(cursor: str | None) -> MessagePosition | None:
+    if cursor is None:
+        return None
+    try:
+        return MessagePosition.model_validate_json(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValidationError, binascii.Error, ValueError):
+        raise ApiProblem(422, "invalid-request", "the cursor is not one this API gave") from None
