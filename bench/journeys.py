@@ -77,8 +77,8 @@ COST_USERS = 100
 # PostgreSQL backends publish their transaction counts after 10s idle at the latest.
 STATS_SETTLE_SECONDS = 11.0
 RSS_SETTLE_SECONDS = 5.0
-# make_engine's pool pings every connection it hands out (pool_pre_ping), in a transaction
-# of its own: a session that queries once costs PostgreSQL two transactions.
+# This process's own engine pings every connection it hands out (pool_pre_ping), in a
+# transaction of its own: each of its queries costs PostgreSQL two transactions.
 TRANSACTIONS_PER_SESSION = 2
 MAX_CACHED_WORKFLOWS = 1000  # temporalio.worker.Worker's default, which build_worker keeps
 
@@ -88,7 +88,8 @@ MAX_CACHED_WORKFLOWS = 1000  # temporalio.worker.Worker's default, which build_w
 
 async def serve(kind: str, database_url: str, address: str, task_queue: str) -> None:
     """`--worker KIND`: one worker, run until SIGTERM."""
-    engine = make_engine(database_url)
+    # Both workers as `cjo worker` makes them: no pool ping (Temporal retries instead).
+    engine = make_engine(database_url, pre_ping=False)
     client = await connect(Settings(), address)
     if kind == "cjo":
         worker = build_worker(client, make_sessions(engine), task_queue=task_queue)
@@ -448,7 +449,7 @@ def cost_line(round_: Round, transactions: float) -> str:
     return (
         f"worker CPU {round_.per_run_ms(round_.worker_cpu):5.1f} ms/run   "
         f"Temporal server CPU {round_.per_run_ms(round_.server_cpu):5.1f} ms/run   "
-        f"PostgreSQL {transactions:4.1f} transactions/run, half of them pool pings"
+        f"PostgreSQL {transactions:4.1f} transactions/run"
     )
 
 
@@ -542,7 +543,16 @@ async def main(users: int, parked_users: int, rounds: int) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        asyncio.run(serve(*sys.argv[2:6]))
+        # CJO_BENCH_PROFILE=<dir>: each worker writes a cProfile of itself there on exit.
+        profile_dir = os.environ.get("CJO_BENCH_PROFILE")
+        if profile_dir:
+            import cProfile
+
+            with cProfile.Profile() as profiler:
+                asyncio.run(serve(*sys.argv[2:6]))
+            profiler.dump_stats(Path(profile_dir) / f"worker-{sys.argv[2]}.prof")
+        else:
+            asyncio.run(serve(*sys.argv[2:6]))
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=300)

@@ -405,7 +405,9 @@ async def paused(scene: Scene) -> None:
     await handle.signal(JourneyWorkflow.on_resume)
     outcome = await handle.result()
     assert outcome.end_reason == "completed" and outcome.path == ["later", "hello", "points"]
-    await scene.recorder.save("paused", PAUSED, handle, also=["campaign:held"])
+    # The grant is the last step and no goal is left: its activity ends the enrolment.
+    also = ["campaign:held", "ended_by_step_activity"]
+    await scene.recorder.save("paused", PAUSED, handle, also=also)
 
 
 TIME_SKIPPING_SCENARIOS = (

@@ -77,6 +77,7 @@ REQUIRED_FEATURES = {
 # Shapes only the current generation records (older ones predate them).
 CURRENT_ONLY = {
     "campaign:held",  # a send held by a paused campaign, released by resume
+    "ended_by_step_activity",  # the last step's activity closed the run: no finish call
 }
 
 

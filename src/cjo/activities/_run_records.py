@@ -11,6 +11,7 @@ local activities that would otherwise precede each send, grant and wait.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,6 +58,9 @@ class RunRecords(_Model):
     routes: dict[str, str] = Field(default_factory=dict)
     variant: str | None = None
     converted_at: datetime | None = None
+    # When the outcome leads to the end and nothing else is left to wait for, the activity
+    # also closes the enrolment with this reason, and the run needs no `journeys.finish`.
+    end_reason: str | None = None
 
     def next_step(self, outcome: str | None) -> str | None:
         target = self.routes.get(outcome or "", "end")
@@ -65,12 +69,48 @@ class RunRecords(_Model):
 
 @dataclass(frozen=True, slots=True)
 class RunWrite:
-    """One run's records and its new position, to be written with a step's effect."""
+    """One run's records and its new position, to be written with a step's effect.
+
+    `end_reason`: the run ends here, for this reason.
+    """
 
     user_id: str
     run: RunRecords
     records: Sequence[StepRecord]
     current_step: str | None
+    at: datetime | None = None
+    end_reason: str | None = None
+
+
+def run_write(
+    user_id: str,
+    run: RunRecords,
+    records: Sequence[StepRecord],
+    current_step: str | None,
+    at: datetime,
+) -> RunWrite:
+    """The write for a step that leaves the user at `current_step` (None: the run is over,
+    and ends here if the interpreter said how)."""
+    end_reason = run.end_reason if current_step is None else None
+    return RunWrite(user_id, run, records, current_step, at, end_reason)
+
+
+# The records and the enrolment's move in one statement: a run costs one round trip here.
+_RECORD_AND_MOVE = text(
+    "WITH logged AS ("
+    " INSERT INTO step_log (key, run_key, user_id, step_id, step_type, outcome, detail, at)"
+    " SELECT r.key, :run, :user_id, r.step_id, r.step_type, r.outcome, r.detail, r.at"
+    " FROM jsonb_to_recordset(CAST(:records AS jsonb)) AS r(key text, step_id text,"
+    " step_type text, outcome text, detail jsonb, at timestamptz)"
+    " ON CONFLICT (key) DO NOTHING)"
+    " UPDATE enrolments SET current_step = :step,"
+    " status = CASE WHEN CAST(:end_reason AS text) IS NULL THEN 'active' ELSE 'ended' END,"
+    " end_reason = coalesce(CAST(:end_reason AS text), end_reason),"
+    " ended_at = CASE WHEN CAST(:end_reason AS text) IS NULL THEN ended_at ELSE :at END,"
+    " variant = coalesce(:variant, variant),"
+    " converted_at = coalesce(converted_at, :converted)"
+    " WHERE run_key = :run AND status <> 'ended'"
+)
 
 
 async def campaign_holds(
@@ -100,40 +140,44 @@ async def write_runs(
     connection: AsyncConnection, writes: Sequence[RunWrite], *, move: bool = False
 ) -> None:
     """Insert the step records (a key already written stays as it was); with `move`, also
-    set each enrolment's current step, variant and conversion."""
-    rows = [
-        {
-            "key": record.key,
-            "run_key": write.run.run_key,
-            "user_id": write.user_id,
-            "step_id": record.step_id,
-            "step_type": record.step_type,
-            "outcome": record.outcome,
-            "detail": record.detail,
-            "at": utc(record.at),
-        }
-        for write in writes
+    set each enrolment's current step, variant and conversion, or end it."""
+    if not move:
+        rows = [
+            {
+                "key": record.key,
+                "run_key": write.run.run_key,
+                "user_id": write.user_id,
+                "step_id": record.step_id,
+                "step_type": record.step_type,
+                "outcome": record.outcome,
+                "detail": record.detail,
+                "at": utc(record.at),
+            }
+            for write in writes
+            for record in write.records
+        ]
+        if rows:
+            await connection.execute(
+                insert(StepLogEntry).on_conflict_do_nothing(index_elements=["key"]), rows
+            )
+        return
+    if writes:
+        await connection.execute(_RECORD_AND_MOVE, [_move_params(write) for write in writes])
+
+
+def _move_params(write: RunWrite) -> dict[str, Any]:
+    records = [
+        record.model_dump(mode="json", exclude={"key"}) | {"key": record.key}
         for record in write.records
     ]
-    if rows:
-        await connection.execute(
-            insert(StepLogEntry).on_conflict_do_nothing(index_elements=["key"]), rows
-        )
-    if move and writes:
-        await connection.execute(
-            text(
-                "UPDATE enrolments SET current_step = :step, status = 'active',"
-                " variant = coalesce(:variant, variant),"
-                " converted_at = coalesce(converted_at, :converted)"
-                " WHERE run_key = :run AND status <> 'ended'"
-            ),
-            [
-                {
-                    "step": write.current_step,
-                    "variant": write.run.variant,
-                    "converted": utc(write.run.converted_at) if write.run.converted_at else None,
-                    "run": write.run.run_key,
-                }
-                for write in writes
-            ],
-        )
+    converted = write.run.converted_at
+    return {
+        "run": write.run.run_key,
+        "user_id": write.user_id,
+        "records": json.dumps(records),
+        "step": write.current_step,
+        "end_reason": write.end_reason,
+        "at": utc(write.at) if write.at else None,
+        "variant": write.run.variant,
+        "converted": utc(converted) if converted else None,
+    }

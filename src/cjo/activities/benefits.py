@@ -40,7 +40,14 @@ from cjo.activities._benefit_models import (
     RevokeGrantResult,
 )
 from cjo.activities._grant_ledger import GRANT_ACTIVITY, decide, money, recorded_grants
-from cjo.activities._run_records import Hold, RunWrite, StepRecord, campaign_holds, write_runs
+from cjo.activities._run_records import (
+    Hold,
+    RunWrite,
+    StepRecord,
+    campaign_holds,
+    run_write,
+    write_runs,
+)
 from cjo.dsl import BenefitSpec
 from cjo.store.db import SessionFactory
 from cjo.store.schema import BenefitLedger
@@ -84,14 +91,12 @@ class BenefitActivities:
             }
             active = [request for request in unique if request.key not in outcomes]
             await _open_ledgers(connection, active)
-            # A recorded result never changes, so a retried page is answered without locks.
+            # Same-key requests share a user, so this lock also serialises retries of one key;
+            # a key decided before (a retry) answers with its recorded result.
+            for parts in sorted({(r.business_line, r.benefit, r.user_id) for r in active}):
+                await lock(session, "benefits", *parts)
             outcomes.update(await recorded_grants(connection, [r.key for r in active]))
             fresh = [request for request in active if request.key not in outcomes]
-            # Same-key requests share a user, so this lock also serialises retries of one key.
-            for parts in sorted({(r.business_line, r.benefit, r.user_id) for r in fresh}):
-                await lock(session, "benefits", *parts)
-            outcomes.update(await recorded_grants(connection, [r.key for r in fresh]))
-            fresh = [request for request in fresh if request.key not in outcomes]
             outcomes.update(await decide(connection, fresh))
             await write_runs(connection, _run_writes(active, outcomes), move=True)
         return GrantBenefitResult(results=[outcomes[r.key] for r in batch.requests])
@@ -222,14 +227,9 @@ def _run_writes(
             detail=outcome.model_dump(mode="json", exclude={"key"}),
             at=request.at,
         )
-        writes.append(
-            RunWrite(
-                request.user_id,
-                request.run,
-                [*request.run.pending, record],
-                request.run.next_step(outcome.outcome),
-            )
-        )
+        current = request.run.next_step(outcome.outcome)
+        records = [*request.run.pending, record]
+        writes.append(run_write(request.user_id, request.run, records, current, request.at))
     return writes
 
 

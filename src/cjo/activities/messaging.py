@@ -47,6 +47,7 @@ from cjo.activities._run_records import (
     RunWrite,
     StepRecord,
     campaign_holds,
+    run_write,
     write_runs,
 )
 from cjo.activities.channels.links import LinkTracker
@@ -217,9 +218,8 @@ def _run_writes(
             }
             record = _step_record(request, request.key, decision.outcome, detail)
             current = request.run.next_step(decision.outcome)
-        writes.append(
-            RunWrite(request.user_id, request.run, [*request.run.pending, record], current)
-        )
+        records = [*request.run.pending, record]
+        writes.append(run_write(request.user_id, request.run, records, current, request.at))
     return writes
 
 

@@ -9,13 +9,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
-    """An async engine over psycopg 3 (`postgresql+psycopg://...`)."""
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = True
+) -> AsyncEngine:
+    """An async engine over psycopg 3 (`postgresql+psycopg://...`).
+
+    `pre_ping` tests each connection as it is handed out, so a request after a database
+    restart does not fail. A worker can do without (one round trip per transaction saved):
+    an activity that meets a dead connection fails, and Temporal retries it.
+    """
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         # Times are stored with time zones; the session works in UTC so `now()` agrees.
         connect_args={"options": "-c timezone=UTC"},
     )

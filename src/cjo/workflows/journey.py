@@ -105,6 +105,10 @@ class JourneyWorkflow:
         self._recorded_key: str | None = None
         self._position_known = False
         self._written_position: str | None = None
+        # The end reason a step activity was told to close the enrolment with, were its
+        # outcome the last; and the reason it did close it with (no `journeys.finish` then).
+        self._ending_with_step: EndReason | None = None
+        self._ended_as: EndReason | None = None
         self._input: JourneyInput | None = data
         info = workflow.info()
         self._state: RunState | None = data.state or RunState(
@@ -207,6 +211,14 @@ class JourneyWorkflow:
                 await self._await_goal_window()
         except _Leave as leaving:
             return await self._finish(leaving.reason)
+        if self._ended_as is not None:
+            # The last step's activity ended the enrolment; an exit or stop that arrived
+            # meanwhile came after the run's last step, so it ended as that activity said.
+            if state.pending:  # records made since (an expression error in a signal)
+                return await self._finish(self._ended_as)
+            return JourneyOutcome(
+                end_reason=self._ended_as, converted_at=state.converted_at, path=state.path
+            )
         if self._leave is not None:
             return await self._finish(self._leave)
         goal_exits = plan.goal is not None and plan.goal.exit
@@ -599,7 +611,11 @@ class JourneyWorkflow:
         """The run's records for a send or grant activity to write (with the patch)."""
         if not self._records_in_steps:
             return None
-        state = self._require()[0]
+        state, plan = self._require()
+        # Were this the last step, would the run end at once, and how? Only when there is
+        # no goal window left to wait out; the activity then closes the enrolment too.
+        nothing_to_await = plan.goal is None or state.converted_at is not None
+        self._ending_with_step = "completed" if nothing_to_await else None
         return RunRecords(
             run_key=state.run_key,
             campaign_id=self._require_input().campaign_id,
@@ -607,6 +623,7 @@ class JourneyWorkflow:
             routes=step.routes,
             variant=state.variant,
             converted_at=state.converted_at,
+            end_reason=self._ending_with_step,
         )
 
     def _written_by_step(
@@ -621,6 +638,8 @@ class JourneyWorkflow:
         if position is None:
             target = step.routes.get(outcome or "", "end")
             position = None if target == "end" else target
+            if position is None and self._ending_with_step is not None:
+                self._ended_as = self._ending_with_step
         self._written_position = position
 
     async def _held(self, outcome: str) -> None:
