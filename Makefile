@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dsl.py
 	$(BIN)/python bench/segments.py
 	$(BIN)/python bench/journeys.py
+	$(BIN)/python bench/dispatch.py
 
 # Regenerates the committed JSON Schema that editors point at.
 schema: $(STAMP)

@@ -290,7 +290,8 @@ def worker_command(max_activities: int, max_workflow_tasks: int) -> None:
     """Run a Temporal worker with every workflow and activity until SIGINT or SIGTERM.
 
     Uses CJO_DATABASE_URL and CJO_TEMPORAL_ADDRESS, or the embedded stack. Start more
-    workers to scale out; a stopped worker finishes the activities in hand first.
+    workers to scale out; a stopped worker finishes the activities in hand first. It also
+    delivers the outbox (see `cjo dispatcher`) unless CJO_DISPATCHER_IN_WORKER=false.
     """
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
@@ -300,7 +301,7 @@ def worker_command(max_activities: int, max_workflow_tasks: int) -> None:
 async def _run_worker(max_activities: int, max_workflow_tasks: int) -> None:
     from cjo.runtime.temporal import connect
     from cjo.store.db import make_engine, make_sessions
-    from cjo.worker import WorkerTuning, build_worker, run_until_signalled
+    from cjo.worker import WorkerTuning, build_dispatcher, build_worker, run_until_signalled
 
     settings = get_settings()
     info = await asyncio.to_thread(stack.start, settings)
@@ -312,11 +313,49 @@ async def _run_worker(max_activities: int, max_workflow_tasks: int) -> None:
             max_concurrent_activities=max_activities,
             max_concurrent_workflow_tasks=max_workflow_tasks,
         )
-        worker = build_worker(
-            client, make_sessions(engine), task_queue=settings.task_queue, tuning=tuning
+        sessions = make_sessions(engine)
+        worker = build_worker(client, sessions, task_queue=settings.task_queue, tuning=tuning)
+        dispatcher = (
+            build_dispatcher(settings, sessions, client) if settings.dispatcher_in_worker else None
         )
-        click.echo(f"worker on task queue '{settings.task_queue}' at {info.temporal_address}")
-        await run_until_signalled(worker)
+        beside = " with a dispatcher" if dispatcher else ""
+        click.echo(
+            f"worker{beside} on task queue '{settings.task_queue}' at {info.temporal_address}"
+        )
+        await run_until_signalled(worker, dispatcher=dispatcher)
+    finally:
+        await engine.dispose()
+
+
+@cli.command("dispatcher")
+def dispatcher_command() -> None:
+    """Deliver the outbox to the channel providers until SIGINT or SIGTERM.
+
+    Providers come from CJO_PROVIDERS (JSON: business line or "*" -> channel -> provider);
+    batches, polling, leases and concurrency from CJO_DISPATCHER_*. Run as many as you
+    like beside each other and beside workers: none delivers a message another has in
+    hand. A stopped dispatcher finishes its batches in hand first.
+    """
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    asyncio.run(_run_dispatcher())
+
+
+async def _run_dispatcher() -> None:
+    from cjo.runtime.temporal import connect
+    from cjo.store.db import make_engine, make_sessions
+    from cjo.worker import build_dispatcher, dispatch_until_signalled
+
+    settings = get_settings()
+    info = await asyncio.to_thread(stack.start, settings)
+    await asyncio.to_thread(migrate.upgrade, info.database_url)
+    engine = make_engine(info.database_url, pool_size=settings.database_pool_size)
+    try:
+        # Temporal carries the `message_delivered` / `message_failed` events to journeys.
+        client = await connect(settings, info.temporal_address)
+        dispatcher = build_dispatcher(settings, make_sessions(engine), client)
+        click.echo(f"dispatcher for the outbox at {_masked(info.database_url)}")
+        await dispatch_until_signalled(dispatcher)
     finally:
         await engine.dispose()
 

@@ -23,7 +23,7 @@ from cjo.runtime.settings import Settings
 from cjo.runtime.temporal import connect
 from cjo.store import migrate
 from cjo.store.db import SessionFactory, make_engine, make_sessions
-from cjo.worker import WorkerTuning, build_worker
+from cjo.worker import WorkerTuning, build_dispatcher, build_worker, dispatching
 
 
 @dataclass
@@ -68,7 +68,8 @@ def _running_before(settings: Settings) -> set[str]:
 async def services(
     settings: Settings, *, api_port: int = 8000, tuning: WorkerTuning | None = None
 ) -> AsyncIterator[Services]:
-    """Start (or reuse) the stack, then a worker and the API; stop them on the way out."""
+    """Start (or reuse) the stack, then a worker (with the outbox dispatcher, unless
+    `dispatcher_in_worker` is off) and the API; stop them on the way out."""
     before = _running_before(settings)
     info = await asyncio.to_thread(stack.start, settings)
     started = sorted({"postgres", "temporal"} - before)
@@ -87,8 +88,14 @@ async def services(
         if api_task.done():
             await api_task  # re-raises why it could not start (a port in use, say)
         await asyncio.sleep(0.05)
+    dispatcher = (
+        build_dispatcher(settings, sessions, client) if settings.dispatcher_in_worker else None
+    )
     try:
-        yield Services(info, engine, sessions, client, f"http://127.0.0.1:{api_port}", started)
+        async with dispatching(dispatcher):
+            yield Services(
+                info, engine, sessions, client, f"http://127.0.0.1:{api_port}", started
+            )
     finally:
         server.should_exit = True
         await api_task

@@ -2,13 +2,18 @@
 
 Run it with `cjo worker`. Workers are stateless: start more of them to scale out; stop
 one with SIGINT or SIGTERM and it finishes the activities in hand before it exits.
+
+Unless `CJO_DISPATCHER_IN_WORKER` is off, `cjo worker` (and `cjo dev`) also run the outbox
+dispatcher in the same process; `cjo dispatcher` runs one alone. Dispatchers side by side
+never deliver a message twice, so every worker may run one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,6 +26,8 @@ from cjo.activities.benefits import BenefitActivities
 from cjo.activities.calls import CallActivities
 from cjo.activities.campaigns import CampaignActivities
 from cjo.activities.catalog import default_registry
+from cjo.activities.channels.dispatcher import Dispatcher
+from cjo.activities.channels.feedback import DeliveryFeedback
 from cjo.activities.journeys import JourneyActivities
 from cjo.activities.messaging import MessagingActivities
 from cjo.activities.profiles import ProfileActivities
@@ -28,6 +35,7 @@ from cjo.activities.registry import ActivityRegistry
 from cjo.activities.risk import RiskActivities
 from cjo.activities.routing import RoutingActivities
 from cjo.activities.segments import SegmentActivities
+from cjo.runtime.settings import Settings
 from cjo.store.db import SessionFactory
 from cjo.workflows.campaign import CampaignWorkflow
 from cjo.workflows.journey import JourneyWorkflow
@@ -101,13 +109,51 @@ def build_worker(
     )
 
 
-async def run_until_signalled(worker: Worker) -> None:
-    """Run the worker until SIGINT or SIGTERM, then shut it down gracefully."""
+def build_dispatcher(settings: Settings, sessions: SessionFactory, client: Client) -> Dispatcher:
+    """A dispatcher whose `delivered` and `failed` events reach running journeys."""
+    routing = RoutingActivities(sessions, client, settings.task_queue)
+    return Dispatcher(sessions, settings, feedback=DeliveryFeedback(sessions, routing))
+
+
+@contextlib.asynccontextmanager
+async def dispatching(dispatcher: Dispatcher | None) -> AsyncIterator[None]:
+    """Run `dispatcher` (if any) in the background; on the way out it finishes its batches."""
+    if dispatcher is None:
+        yield
+        return
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            await running
+        finally:
+            await dispatcher.aclose()
+
+
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    running = asyncio.create_task(worker.run())
-    await stop.wait()
-    await worker.shutdown()
-    await running
+    return stop
+
+
+async def run_until_signalled(worker: Worker, *, dispatcher: Dispatcher | None = None) -> None:
+    """Run the worker (and the dispatcher, when given) until SIGINT or SIGTERM, then shut
+    both down gracefully."""
+    stop = _stop_on_signals()
+    async with dispatching(dispatcher):
+        running = asyncio.create_task(worker.run())
+        await stop.wait()
+        await worker.shutdown()
+        await running
+
+
+async def dispatch_until_signalled(dispatcher: Dispatcher) -> None:
+    """Run only the dispatcher until SIGINT or SIGTERM; it finishes its batches in hand."""
+    stop = _stop_on_signals()
+    async with dispatching(dispatcher):
+        await stop.wait()

@@ -32,6 +32,8 @@ class ProviderSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     sender: str = "CJO <noreply@cjo.invalid>"
+    # A CA bundle to trust for STARTTLS, for a relay whose certificate a private CA signed.
+    ca_file: str | None = None
     # http
     url: str | None = None
     secret: SecretStr | None = None
@@ -79,6 +81,8 @@ class Settings(BaseSettings):
     dispatcher_batch_size: int = Field(default=200, ge=1)
     dispatcher_poll_seconds: float = Field(default=0.5, gt=0)
     dispatcher_lease_seconds: float = Field(default=60.0, gt=0)
+    # Deliveries in flight at once, across every provider, in one dispatcher process.
+    dispatcher_concurrency: int = Field(default=32, ge=1)
 
     @property
     def pg_data(self) -> Path:
