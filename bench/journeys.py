@@ -218,6 +218,9 @@ async def running_campaign(sessions: SessionFactory, journey: str) -> str:
     campaigns = CampaignActivities(sessions)
     campaign = await campaigns.create(journey=journey, business_line=BUSINESS_LINE)
     now = datetime.now(UTC)
+    # Maker-checker: only an approved campaign may run.
+    await campaigns.submit(campaign.id, by="bench", audience_size=0, approvals_required=1, at=now)
+    await campaigns.approve(campaign.id, by="bench-checker", at=now)
     await campaigns.set_state(
         SetCampaignStateInput(campaign_id=campaign.id, state="running", at=now)
     )

@@ -29,4 +29,4 @@ def test_migrations_go_down_and_up_again(database_url: str) -> None:
     downgrade(database_url, "base")
     assert current(database_url) is None
     upgrade(database_url)
-    assert current(database_url) == "0002"
+    assert current(database_url) == "0004"

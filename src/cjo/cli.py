@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from cjo._cli_tokens import token_group
 from cjo.activities.catalog import default_registry
 from cjo.dsl import (
     CompiledBundle,
@@ -369,6 +370,9 @@ def dev_command(port: int) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     asyncio.run(run_dev(settings, api_port=port, echo=click.echo))
+
+
+cli.add_command(token_group)
 
 
 def main() -> None:

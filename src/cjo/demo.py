@@ -19,15 +19,20 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
 
 from cjo.activities.catalog import default_registry
+from cjo.activities.principals import ApiKeys, CreateApiKeyInput
 from cjo.dsl import InMemoryLookup, compile_bundle, mermaid, validate
 from cjo.runtime.log import configure_logging
 from cjo.runtime.settings import get_settings
+
+if TYPE_CHECKING:
+    from cjo.dev import Services
+    from cjo.sandbox import Delivered
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -107,7 +112,8 @@ async def post(api: httpx.AsyncClient, path: str, **kwargs: Any) -> Any:
     return answer.json() if answer.content else None
 
 
-async def drive(api: httpx.AsyncClient) -> None:
+async def drive(api: httpx.AsyncClient, approver: httpx.AsyncClient) -> None:
+    """`api` makes (applies, creates, submits, launches); `approver` checks (approves)."""
     rng = random.Random(20261124)
     click.secho("\n== 3. Through the API", bold=True)
     for path in [*sorted(EXAMPLES.glob("*.yaml")), DEMO_BUNDLE]:
@@ -136,9 +142,12 @@ async def drive(api: httpx.AsyncClient) -> None:
         created = await post(
             api, "/v1/campaigns", json={"journey": journey, "business_line": "demo"}
         )
+        # Maker-checker: submitted by one principal, approved by another, then launched.
+        await post(api, f"/v1/campaigns/{created['id']}/submit")
+        await post(approver, f"/v1/campaigns/{created['id']}/approve")
         await post(api, f"/v1/campaigns/{created['id']}/launch")
         campaigns[journey] = created["id"]
-        click.echo(f"   launched campaign {created['id']} for {journey}")
+        click.echo(f"   launched campaign {created['id']} for {journey} (submitted, approved)")
     await asyncio.sleep(1)
     issued = [
         event(user, "card_issued", card_id=f"card-{user}", card_last4=f"{n:04d}", tier="gold")
@@ -210,18 +219,52 @@ async def progress(
 
 async def live() -> None:
     from cjo.dev import free_port, services
+    from cjo.sandbox import sandbox_providers
 
-    settings = get_settings()
     click.secho("\n== 2. Starting PostgreSQL, Temporal, a worker and the API", bold=True)
-    async with services(settings, api_port=free_port()) as running:
-        click.echo(f"   API          {running.api_url}/docs")
-        click.echo(f"   Temporal UI  {running.info.temporal_ui}")
-        async with httpx.AsyncClient(base_url=running.api_url, timeout=60) as api:
-            await drive(api)
+    with sandbox_providers() as sandbox:
+        # Every channel goes to local stand-in providers: nothing leaves the machine.
+        settings = get_settings().model_copy(update={"providers": sandbox.providers()})
+        async with services(settings, api_port=free_port()) as running:
+            await _demo(running)
+        show_deliveries(sandbox.delivered)
     click.echo(
         "\nThe embedded PostgreSQL and Temporal keep running (data in .cjo/); "
         "stop them with `.venv/bin/cjo stack stop`."
     )
+
+
+def show_deliveries(delivered: Delivered) -> None:
+    click.secho("\n== 5. What the (stand-in) channel providers received", bold=True)
+    for channel, count in sorted(delivered.by_channel.items()):
+        sample = delivered.samples.get(channel, "")
+        click.echo(f"   {channel:<8}{count:>6}   e.g. {sample[:70]!r}")
+    click.echo(
+        f"   retries of a message already taken: {delivered.repeats}; "
+        f"requests with a bad signature: {delivered.bad_signatures}"
+    )
+
+
+async def _demo(running: Services) -> None:
+    click.echo(f"   API          {running.api_url}/docs")
+    click.echo(f"   Temporal UI  {running.info.temporal_ui}")
+    checker = await ApiKeys(running.sessions).create(
+        CreateApiKeyInput(
+            name="cjo demo approver",
+            role="approver",
+            business_lines=["demo"],
+            created_by="demo",
+        )
+    )
+    async with (
+        httpx.AsyncClient(
+            base_url=running.api_url, timeout=60, headers={"X-API-Key": running.admin_key}
+        ) as api,
+        httpx.AsyncClient(
+            base_url=running.api_url, timeout=60, headers={"X-API-Key": checker.key}
+        ) as approver,
+    ):
+        await drive(api, approver)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from cjo.activities.principals import ApiKeys, CreateApiKeyInput
 from cjo.api import create_app
 from cjo.runtime import stack
 from cjo.runtime.settings import Settings
@@ -34,6 +35,8 @@ class Services:
     client: Client
     api_url: str
     started_stack: list[str]
+    # An admin key for every business line, for whoever drives this stack locally.
+    admin_key: str
 
 
 class _QuietServer(uvicorn.Server):
@@ -76,6 +79,7 @@ async def services(
     await asyncio.to_thread(migrate.upgrade, info.database_url)
     engine = make_engine(info.database_url, pool_size=settings.database_pool_size)
     sessions = make_sessions(engine)
+    admin_key = await dev_admin_key(settings, sessions)
     client = await connect(settings, info.temporal_address)
     worker = build_worker(client, sessions, task_queue=settings.task_queue, tuning=tuning)
     worker_task = asyncio.create_task(worker.run())
@@ -94,7 +98,7 @@ async def services(
     try:
         async with dispatching(dispatcher):
             yield Services(
-                info, engine, sessions, client, f"http://127.0.0.1:{api_port}", started
+                info, engine, sessions, client, f"http://127.0.0.1:{api_port}", started, admin_key
             )
     finally:
         server.should_exit = True
@@ -102,6 +106,23 @@ async def services(
         await worker.shutdown()
         await worker_task
         await engine.dispose()
+
+
+async def dev_admin_key(settings: Settings, sessions: SessionFactory) -> str:
+    """The local admin key kept under the stack's home; a new one when it no longer works."""
+    path = settings.home / "dev-admin-key"
+    keys = ApiKeys(sessions)
+    if path.exists():
+        kept = path.read_text(encoding="utf-8").strip()
+        if await keys.authenticate(kept) is not None:
+            return kept
+    minted = await keys.create(
+        CreateApiKeyInput(name="cjo dev", role="admin", business_lines=["*"], created_by="cjo dev")
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(minted.key + "\n", encoding="utf-8")
+    return minted.key
 
 
 async def wait_for_interrupt() -> None:
@@ -115,6 +136,7 @@ async def wait_for_interrupt() -> None:
 async def run_dev(settings: Settings, *, api_port: int, echo: Any) -> None:
     async with services(settings, api_port=api_port) as running:
         echo(f"API          {running.api_url}  (docs: {running.api_url}/docs)")
+        echo(f"Admin key    {running.admin_key}  (X-API-Key; kept in {settings.home})")
         ui = running.info.temporal_ui or f"external: {running.info.temporal_address}"
         echo(f"Temporal UI  {ui}")
         echo(f"PostgreSQL   {running.info.database_url.split('@')[-1]}")

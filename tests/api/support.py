@@ -57,3 +57,13 @@ async def count(sessions: SessionFactory, table: str) -> int:
     async with sessions() as session:
         connection = await session.connection()
         return int((await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+
+async def approve(maker: httpx.AsyncClient, checker: httpx.AsyncClient, campaign: str) -> None:
+    """Submit the draft as `maker` and approve it as `checker` (another principal)."""
+    submitted = await maker.post(f"/v1/campaigns/{campaign}/submit")
+    assert submitted.status_code == 200, submitted.text
+    assert submitted.json()["approvals_required"] == 1, submitted.text
+    approved = await checker.post(f"/v1/campaigns/{campaign}/approve")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "approved"

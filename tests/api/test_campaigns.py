@@ -11,7 +11,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from cjo.workflows.campaign import campaign_workflow_id
-from tests.api.support import add_customer, problem, publish
+from tests.api.conftest import ApiClients
+from tests.api.support import add_customer, approve, problem, publish
 from tests.workflows.support import morning
 from tests.workflows.test_campaign import SAVER
 
@@ -44,13 +45,14 @@ async def wait_for_state(http: httpx.AsyncClient, campaign: str, state: str) -> 
 
 
 async def test_event_campaign_through_the_api(
-    env: WorkflowEnvironment, client: Client, api: httpx.AsyncClient
+    env: WorkflowEnvironment, client: Client, api: httpx.AsyncClient, full_app: ApiClients
 ) -> None:
     journey = await publish(api, "card_activation.yaml")
     await morning(env)  # no quiet hours in the way of the sends
     await add_customer(api, "u1")
     await add_customer(api, "u2")
     campaign = await create(api, journey)
+    await approve(api, await full_app.client("approver"), campaign)
     launched = await api.post(f"/v1/campaigns/{campaign}/launch")
     assert launched.status_code == 202, launched.text
     assert launched.json()["state"] == "running" and launched.json()["launched_at"]
@@ -125,7 +127,7 @@ async def test_event_campaign_through_the_api(
 
 
 async def test_audience_campaign_through_the_api(
-    env: WorkflowEnvironment, client: Client, api: httpx.AsyncClient
+    env: WorkflowEnvironment, client: Client, api: httpx.AsyncClient, full_app: ApiClients
 ) -> None:
     journey = await publish(api, "dormant_savers.yaml")
     members = [f"saver-{n:02d}" for n in range(30)]
@@ -138,6 +140,7 @@ async def test_audience_campaign_through_the_api(
         consent = {"consents": {"push": True, "sms": True, "inbox": True}, "source": "test"}
         assert (await api.put(f"/v1/users/{user}/consents", json=consent)).status_code == 200
     campaign = await create(api, journey, page_size=7, rate_per_second=7)
+    await approve(api, await full_app.client("approver"), campaign)
     assert (await api.post(f"/v1/campaigns/{campaign}/launch")).status_code == 202
     live = (await api.get(f"/v1/campaigns/{campaign}")).json()["live"]
     assert live is not None and live["state"] == "running"

@@ -51,9 +51,10 @@ async def test_the_lifespan_connects_from_settings_and_closes_what_it_made(
     assert state.sessions is None  # its engine was disposed
 
 
-async def test_openapi_documents_the_api_and_its_missing_auth(db_api: httpx.AsyncClient) -> None:
+async def test_openapi_documents_the_api_and_its_auth(db_api: httpx.AsyncClient) -> None:
     document = (await db_api.get("/openapi.json")).json()
-    assert "No authentication yet" in document["info"]["description"]
+    assert "X-API-Key" in document["info"]["description"]
+    assert {"ApiKey", "BearerJWT"} <= set(document["components"]["securitySchemes"])
     paths = document["paths"]
     assert "application/yaml" in paths["/v1/resources"]["post"]["requestBody"]["content"]
     assert (

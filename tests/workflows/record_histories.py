@@ -45,7 +45,14 @@ from cjo.worker import build_worker
 from cjo.workflows._rules import in_holdout
 from cjo.workflows.journey import JourneyWorkflow
 from tests.workflows.conftest import _test_server
-from tests.workflows.support import add_customer, morning, publish, signal_event, start
+from tests.workflows.support import (
+    add_customer,
+    approved,
+    morning,
+    publish,
+    signal_event,
+    start,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 HISTORY_ROOT = REPO / "tests" / "workflows" / "histories"
@@ -389,6 +396,7 @@ async def paused(scene: Scene) -> None:
             SetCampaignStateInput(campaign_id=campaign.id, state=state, at=now)
         )
 
+    await approved(campaigns, campaign.id)
     await move("running")
     handle = await start(
         scene.client, scene.task_queue, plan, "u-paused", "paused_started", campaign_id=campaign.id

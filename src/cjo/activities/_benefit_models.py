@@ -116,3 +116,46 @@ class BenefitStatus(_Model):
     units_remaining: int | None
     value_remaining: float | None
     grants: dict[str, int]
+
+
+class GrantView(_Model):
+    """A grant as people read it (its key and ledger details left out)."""
+
+    id: str
+    business_line: str
+    benefit: str
+    benefit_version: str
+    benefit_type: str
+    user_id: str
+    quantity: int
+    value: float
+    unit: str
+    status: str
+    code: str
+    workflow_id: str | None
+    step_id: str | None
+    granted_at: datetime
+    expires_at: datetime | None
+    redeemed_at: datetime | None
+    revoked_at: datetime | None
+
+
+class GrantPosition(_Model):
+    """Where a page of a user's grants ended (newest first)."""
+
+    granted_at: datetime
+    id: str
+
+
+class UserGrantsInput(_Model):
+    """`business_lines`: only grants of these lines (None: every line)."""
+
+    user_id: str
+    business_lines: list[str] | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    after: GrantPosition | None = None
+
+
+class UserGrantsResult(_Model):
+    grants: list[GrantView]
+    next: GrantPosition | None = None

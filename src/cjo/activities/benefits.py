@@ -32,12 +32,16 @@ from cjo.activities._benefit_models import (
     GrantChangeOutcome,
     GrantChangeRequest,
     GrantOutcome,
+    GrantPosition,
     GrantRequest,
+    GrantView,
     RedeemGrantInput,
     RedeemGrantResult,
     RefusalReason,
     RevokeGrantInput,
     RevokeGrantResult,
+    UserGrantsInput,
+    UserGrantsResult,
 )
 from cjo.activities._grant_ledger import GRANT_ACTIVITY, decide, money, recorded_grants
 from cjo.activities._run_records import (
@@ -63,12 +67,16 @@ __all__ = [
     "GrantChangeOutcome",
     "GrantChangeRequest",
     "GrantOutcome",
+    "GrantPosition",
     "GrantRequest",
+    "GrantView",
     "RedeemGrantInput",
     "RedeemGrantResult",
     "RefusalReason",
     "RevokeGrantInput",
     "RevokeGrantResult",
+    "UserGrantsInput",
+    "UserGrantsResult",
 ]
 
 
@@ -160,6 +168,46 @@ class BenefitActivities:
             units_remaining=None if stock is None else stock - units,
             value_remaining=None if budget is None else float(budget - value),
             grants=grants,
+        )
+
+    async def find_grant(self, grant_id: str) -> GrantView | None:
+        async with self._sessions() as session:
+            connection = await session.connection()
+            row = (
+                await connection.execute(text(f"{_GRANT_VIEW} WHERE id = :id"), {"id": grant_id})
+            ).first()
+        return GrantView.model_validate(row._asdict()) if row is not None else None
+
+    async def user_grants(self, request: UserGrantsInput) -> UserGrantsResult:
+        """The user's grants, newest first, a page at a time."""
+        after = request.after
+        async with self._sessions() as session:
+            connection = await session.connection()
+            rows = (
+                await connection.execute(
+                    text(
+                        f"{_GRANT_VIEW} WHERE user_id = :user"
+                        " AND (CAST(:lines AS text[]) IS NULL"
+                        "      OR business_line = ANY(CAST(:lines AS text[])))"
+                        " AND (CAST(:after_at AS timestamptz) IS NULL"
+                        "      OR (granted_at, id) < (CAST(:after_at AS timestamptz), :after_id))"
+                        " ORDER BY granted_at DESC, id DESC LIMIT :limit"
+                    ),
+                    {
+                        "user": request.user_id,
+                        "lines": request.business_lines,
+                        "after_at": utc(after.granted_at) if after else None,
+                        "after_id": after.id if after else "",
+                        # One more than asked tells whether another page follows.
+                        "limit": request.limit + 1,
+                    },
+                )
+            ).all()
+        grants = [GrantView.model_validate(row._asdict()) for row in rows[: request.limit]]
+        last = grants[-1] if len(rows) > request.limit else None
+        return UserGrantsResult(
+            grants=grants,
+            next=GrantPosition(granted_at=last.granted_at, id=last.id) if last else None,
         )
 
     async def _change(
@@ -283,6 +331,11 @@ SET units_granted = l.units_granted - returned.units,
 FROM returned
 WHERE l.business_line = returned.business_line AND l.benefit = returned.benefit
 """,
+)
+_GRANT_VIEW = (
+    "SELECT id, business_line, benefit, benefit_version, benefit_type, user_id, quantity,"
+    " CAST(value AS float8) AS value, unit, status, code, workflow_id, step_id, granted_at,"
+    " expires_at, redeemed_at, revoked_at FROM grants"
 )
 _SETTLED: dict[str, ChangeOutcome] = {
     "redeemed": "already_redeemed",

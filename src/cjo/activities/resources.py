@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_
+from sqlalchemy import and_, literal, tuple_
 from sqlmodel import col
 from sqlmodel import select as sqlmodel_select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -121,6 +121,94 @@ class ResourceActivities:
                 .order_by(col(ResourceVersion.revision))
             )
             return list(rows.all())
+
+    async def heads(
+        self,
+        *,
+        kind: str | None = None,
+        business_line: str | None = None,
+        business_lines: frozenset[str] | None = None,
+        name: str | None = None,
+        after: tuple[str, str, str] | None = None,
+        limit: int = 50,
+    ) -> list[Resource]:
+        """Resources (their heads) by kind, business line and name; `business_lines` (None:
+        every line) bounds what is seen, `after` is the (kind, line, name) a page ended at."""
+        query = sqlmodel_select(Resource)
+        if kind is not None:
+            query = query.where(col(Resource.kind) == kind)
+        if business_line is not None:
+            query = query.where(col(Resource.business_line) == business_line)
+        if business_lines is not None:
+            query = query.where(col(Resource.business_line).in_(sorted(business_lines)))
+        if name is not None:
+            query = query.where(col(Resource.name) == name)
+        if after is not None:
+            query = query.where(
+                tuple_(col(Resource.kind), col(Resource.business_line), col(Resource.name))
+                > tuple_(*(literal(part) for part in after))
+            )
+        query = query.order_by(
+            col(Resource.kind), col(Resource.business_line), col(Resource.name)
+        ).limit(limit)
+        async with self._sessions() as session:
+            return list((await session.exec(query)).all())
+
+    async def latest(self, kind: str, business_line: str) -> list[ResourceVersion]:
+        """The newest version of every resource of `kind` in the business line."""
+        async with self._sessions() as session:
+            rows = await session.exec(
+                sqlmodel_select(ResourceVersion)
+                .join(
+                    Resource,
+                    and_(
+                        col(Resource.kind) == col(ResourceVersion.kind),
+                        col(Resource.business_line) == col(ResourceVersion.business_line),
+                        col(Resource.name) == col(ResourceVersion.name),
+                        col(Resource.latest_version) == col(ResourceVersion.version),
+                    ),
+                )
+                .where(
+                    col(ResourceVersion.kind) == kind,
+                    col(ResourceVersion.business_line) == business_line,
+                )
+            )
+            return list(rows.all())
+
+    async def version_page(
+        self,
+        kind: str,
+        business_line: str,
+        name: str,
+        *,
+        before_revision: int | None = None,
+        limit: int = 50,
+    ) -> list[ResourceVersion]:
+        """A resource's versions, newest first, from before `before_revision`."""
+        query = sqlmodel_select(ResourceVersion).where(
+            col(ResourceVersion.kind) == kind,
+            col(ResourceVersion.business_line) == business_line,
+            col(ResourceVersion.name) == name,
+        )
+        if before_revision is not None:
+            query = query.where(col(ResourceVersion.revision) < before_revision)
+        query = query.order_by(col(ResourceVersion.revision).desc()).limit(limit)
+        async with self._sessions() as session:
+            return list((await session.exec(query)).all())
+
+    async def by_revision(
+        self, kind: str, business_line: str, name: str, revision: int
+    ) -> ResourceVersion | None:
+        async with self._sessions() as session:
+            found = await session.exec(
+                sqlmodel_select(ResourceVersion).where(
+                    col(ResourceVersion.kind) == kind,
+                    col(ResourceVersion.business_line) == business_line,
+                    col(ResourceVersion.name) == name,
+                    col(ResourceVersion.revision) == revision,
+                )
+            )
+            return found.first()
 
     async def get(
         self, kind: str, business_line: str, name: str, version: str | None = None

@@ -14,12 +14,21 @@ Rules for counting:
   evaluate) belong to no step; neither is counted.
 - `waiting`: runs not ended whose current step it is now.
 - conversions: runs with `converted_at`; a variant's figures leave the holdout out.
+- `lift` of a variant: its conversion rate minus the holdout's (an absolute difference:
+  0.03 is three percentage points), with a 95% confidence interval by Newcombe's hybrid
+  score method (the difference of two Wilson score intervals, Newcombe 1998, method 10).
+  Unlike the textbook Wald interval it stays within [-1, 1] and stays honest at zero
+  conversions or tiny groups: 0 of 10 against 0 of 10 is "somewhere in ±0.28", not a
+  certain zero. A variant has a lift only when it and the holdout both have entrants.
+
+Who is at or passed a step is listed page by page, ordered by user and run.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
@@ -27,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
+from cjo.activities._base import ActivityError
 from cjo.activities.campaigns import UnknownCampaignError
 from cjo.store.db import SessionFactory
 
@@ -35,10 +45,16 @@ __all__ = [
     "CampaignStatsResult",
     "Conversion",
     "JourneyRun",
+    "Lift",
     "PathEntry",
     "RunPosition",
     "StatsActivities",
     "StepCounts",
+    "StepUser",
+    "StepUserPosition",
+    "StepUsersInput",
+    "StepUsersResult",
+    "UnknownStepError",
     "UserJourneysInput",
     "UserJourneysResult",
 ]
@@ -47,6 +63,12 @@ __all__ = [
 RATE_DIGITS = 4
 NOT_AN_OUTCOME = "delayed"
 NOT_A_STEP = "expression"
+# The normal quantile of a two-sided 95% interval.
+Z_95 = 1.959963984540054
+
+
+class UnknownStepError(ActivityError):
+    """The step is not one of the campaign's journey version."""
 
 
 class _Model(BaseModel):
@@ -67,6 +89,14 @@ class Conversion(_Model):
     rate: float | None = None
 
 
+class Lift(_Model):
+    """A variant's conversion rate minus the holdout's, with its 95% confidence interval."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+
+
 class CampaignStatsInput(_Model):
     campaign_id: str
 
@@ -79,6 +109,7 @@ class CampaignStatsResult(_Model):
     ended: dict[str, int]
     variants: dict[str, Conversion]
     holdout: Conversion
+    lift: dict[str, Lift] = Field(default_factory=dict)
 
 
 class RunPosition(_Model):
@@ -116,6 +147,43 @@ class JourneyRun(_Model):
     variant: str | None
     holdout: bool
     path: list[PathEntry]
+
+
+StepUsersState = Literal["at", "passed"]
+
+
+class StepUserPosition(_Model):
+    """Where a page of a step's users ended."""
+
+    user_id: str
+    run_key: str
+
+
+class StepUsersInput(_Model):
+    """`at`: runs waiting at the step now; `passed`: runs that went through it."""
+
+    campaign_id: str
+    step_id: str
+    state: StepUsersState = "at"
+    limit: int = Field(default=50, ge=1, le=500)
+    after: StepUserPosition | None = None
+
+
+class StepUser(_Model):
+    """`outcome` and `at`: the run's latest outcome at the step and when (for `passed`)."""
+
+    user_id: str
+    run_key: str
+    status: str
+    current_step: str | None
+    entered_at: datetime
+    outcome: str | None = None
+    at: datetime | None = None
+
+
+class StepUsersResult(_Model):
+    users: list[StepUser]
+    next: StepUserPosition | None = None
 
 
 class UserJourneysResult(_Model):
@@ -174,6 +242,40 @@ class StatsActivities:
             ended=ended,
             variants={name: _conversion(*tally) for name, tally in sorted(variants.items())},
             holdout=_conversion(*holdout),
+            lift={
+                name: measured
+                for name, tally in sorted(variants.items())
+                if (measured := lift(tally[1], tally[0], holdout[1], holdout[0])) is not None
+            },
+        )
+
+    async def step_users(self, data: StepUsersInput) -> StepUsersResult:
+        """A page of the runs at (or past) a step of the campaign, by user and run."""
+        after = data.after or StepUserPosition(user_id="", run_key="")
+        params = {
+            "campaign": data.campaign_id,
+            "step": data.step_id,
+            "after_user": after.user_id,
+            "after_run": after.run_key,
+            "limit": data.limit + 1,
+        }
+        async with self._sessions() as session, session.begin():
+            connection = await _snapshot(session)
+            found = (await connection.execute(_PLAN_STEPS, params)).all()
+            if not found:
+                raise UnknownCampaignError(f"no campaign {data.campaign_id}")
+            if data.step_id not in {row.step_id for row in found}:
+                raise UnknownStepError(
+                    f"the campaign's journey version has no step '{data.step_id}'"
+                )
+            query = _USERS_AT_STEP if data.state == "at" else _USERS_PAST_STEP
+            rows = (await connection.execute(query, params)).all()
+        page, more = rows[: data.limit], len(rows) > data.limit
+        users = [StepUser.model_validate(row._asdict()) for row in page]
+        last = users[-1] if users and more else None
+        return StepUsersResult(
+            users=users,
+            next=StepUserPosition(user_id=last.user_id, run_key=last.run_key) if last else None,
         )
 
     @activity.defn(name="stats.user_journeys")
@@ -230,6 +332,35 @@ def _empty_step() -> dict[str, Any]:
 def _conversion(entrants: int, conversions: int) -> Conversion:
     rate = round(conversions / entrants, RATE_DIGITS) if entrants else None
     return Conversion(entrants=entrants, conversions=conversions, rate=rate)
+
+
+def wilson(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (trials > 0)."""
+    p = successes / trials
+    spread = z * z / trials
+    centre = (p + spread / 2) / (1 + spread)
+    half = z * math.sqrt(p * (1 - p) / trials + spread / (4 * trials)) / (1 + spread)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def lift(
+    conversions: int, entrants: int, holdout_conversions: int, holdout_entrants: int
+) -> Lift | None:
+    """Rate minus holdout rate, with Newcombe's hybrid score 95% interval; None without
+    entrants on either side (there is nothing to compare)."""
+    if entrants == 0 or holdout_entrants == 0:
+        return None
+    p1, p2 = conversions / entrants, holdout_conversions / holdout_entrants
+    low1, high1 = wilson(conversions, entrants)
+    low2, high2 = wilson(holdout_conversions, holdout_entrants)
+    difference = p1 - p2
+    below = math.sqrt((p1 - low1) ** 2 + (high2 - p2) ** 2)
+    above = math.sqrt((high1 - p1) ** 2 + (p2 - low2) ** 2)
+    return Lift(
+        value=round(difference, RATE_DIGITS),
+        ci_low=round(difference - below, RATE_DIGITS),
+        ci_high=round(difference + above, RATE_DIGITS),
+    )
 
 
 # One row per step of the pinned journey; one row with a null step when the campaign
@@ -293,5 +424,38 @@ _RUN_PATHS = text(
     FROM step_log
     WHERE run_key = ANY(:runs) AND step_type <> '{NOT_A_STEP}'
     ORDER BY run_key, at, id
+    """
+)
+
+_USERS_AT_STEP = text(
+    """
+    SELECT user_id, run_key, status, current_step, entered_at,
+           NULL AS outcome, CAST(NULL AS timestamptz) AS at
+    FROM enrolments
+    WHERE campaign_id = :campaign AND status <> 'ended' AND current_step = :step
+      AND (user_id, run_key) > (:after_user, :after_run)
+    ORDER BY user_id, run_key
+    LIMIT :limit
+    """
+)
+
+# Runs that logged an outcome at the step (a quiet-hours delay is not passing it).
+_USERS_PAST_STEP = text(
+    f"""
+    SELECT e.user_id, e.run_key, e.status, e.current_step, e.entered_at,
+           latest.outcome, latest.at
+    FROM enrolments AS e
+    JOIN LATERAL (
+        SELECT s.outcome, s.at FROM step_log AS s
+        WHERE s.run_key = e.run_key AND s.step_id = :step
+          AND s.step_type <> '{NOT_A_STEP}'
+          AND s.outcome IS DISTINCT FROM '{NOT_AN_OUTCOME}'
+        ORDER BY s.at DESC, s.id DESC
+        LIMIT 1
+    ) AS latest ON true
+    WHERE e.campaign_id = :campaign
+      AND (e.user_id, e.run_key) > (:after_user, :after_run)
+    ORDER BY e.user_id, e.run_key
+    LIMIT :limit
     """
 )

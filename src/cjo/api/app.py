@@ -18,16 +18,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from cjo.activities.catalog import default_registry
-from cjo.api._limits import BodyLimitMiddleware
+from cjo.api._limits import BodyLimitMiddleware, RateLimiter
+from cjo.api.audit import AuditMiddleware
+from cjo.api.auth import GuardMiddleware
 from cjo.api.deps import ApiState
 from cjo.api.problems import install_problem_handlers
+from cjo.api.routes.audit import router as audit_router
+from cjo.api.routes.benefits import router as benefits_router
+from cjo.api.routes.campaign_reports import router as campaign_reports_router
+from cjo.api.routes.campaign_review import router as campaign_review_router
 from cjo.api.routes.campaigns import router as campaigns_router
 from cjo.api.routes.channels import router as channels_router
 from cjo.api.routes.events import router as events_router
 from cjo.api.routes.health import router as health_router
 from cjo.api.routes.links import router as links_router
 from cjo.api.routes.messages import router as messages_router
+from cjo.api.routes.resource_reads import router as resource_reads_router
 from cjo.api.routes.resources import router as resources_router
+from cjo.api.routes.segments import router as segments_router
 from cjo.api.routes.users import router as users_router
 from cjo.runtime import stack
 from cjo.runtime.settings import Settings, get_settings
@@ -40,9 +48,11 @@ keep customer profiles, consents and events, and run campaigns durably on Tempor
 
 Errors are RFC 9457 problem details (`application/problem+json`).
 
-**No authentication yet**: every endpoint is open to whoever can reach it. Bearer JWT
-and API-key authentication, with roles scoped to business lines, come next; until then
-run this API only on a trusted network.
+**Authentication**: every `/v1` call carries `X-API-Key: <key>` or
+`Authorization: Bearer <JWT>`, except the provider callbacks under `/v1/channels`, which
+are signature-checked. Roles: viewer < operator < approver, and admin. A principal is
+scoped to business lines: anything of another line answers 404. Every mutating call is
+audited (`GET /v1/audit`). Over-large bodies answer 413; too many requests, 429.
 """
 
 
@@ -75,17 +85,27 @@ def create_app(
     app = FastAPI(title="CJO", version="1", description=DESCRIPTION, lifespan=lifespan)
     # Set here, not in the lifespan: test clients that skip the lifespan still see it.
     app.state.cjo = state
-    app.add_middleware(BodyLimitMiddleware)
+    # Added innermost first: audit (request ids, rows) → guard (who, how often) → body cap,
+    # so an authenticated call refused for its size is audited too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(GuardMiddleware, limiter=RateLimiter(settings.rate_limit_per_minute))
+    app.add_middleware(AuditMiddleware)
     install_problem_handlers(app)
     for router in (
         health_router,
         resources_router,
+        resource_reads_router,
         users_router,
         messages_router,
         events_router,
+        campaign_reports_router,
         campaigns_router,
+        campaign_review_router,
+        segments_router,
+        benefits_router,
         channels_router,
         links_router,
+        audit_router,
     ):
         app.include_router(router)
     return app

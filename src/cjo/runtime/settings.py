@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     # Deliveries in flight at once, across every provider, in one dispatcher process.
     dispatcher_concurrency: int = Field(default=32, ge=1)
 
+    # API authentication. Bearer JWTs are checked with `jwt_secret` (HS256) or with
+    # `jwt_public_key` (RS256, PEM); with neither set, only API keys are accepted.
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    # Requests one principal may make a minute (a token bucket per API process).
+    rate_limit_per_minute: int = Field(default=3000, ge=1)
+    # The largest request body, and the most events or profiles one request may carry.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(default=1000, ge=1)
+    # Maker-checker: a campaign whose audience (at submission) is larger than this needs
+    # a second approval, by another approver.
+    approval_second_above: int = Field(default=100_000, ge=0)
+
     @property
     def pg_data(self) -> Path:
         return self.home / "pg"

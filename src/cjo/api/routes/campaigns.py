@@ -1,5 +1,9 @@
 """Campaigns (`/v1/campaigns`): create a draft, launch, pause, resume, stop, read, stats.
 
+The review (submit, approve, reject, change) is in `campaign_review`; lists and step
+users in `campaign_reports`. Launching needs an approved campaign whose approvals are for
+the journey version it pins (403 otherwise).
+
 A launched campaign's state has one writer, its `CampaignWorkflow`: the API checks a move
 against the life cycle (409 when it cannot be made), signals the workflow, and answers 202
 once the workflow has recorded the new state, or after `SETTLE_TIMEOUT_SECONDS` with the
@@ -11,7 +15,8 @@ The workflow id refuses a second start, so a campaign is launched once, ever.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -23,13 +28,18 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from cjo.activities.campaigns import (
+    ApprovalRequiredError,
     CampaignActivities,
     CampaignState,
     CampaignStateError,
+    DuplicateApprovalError,
+    SelfApprovalError,
     SetCampaignStateInput,
     UnknownCampaignError,
 )
 from cjo.activities.stats import CampaignStatsInput, CampaignStatsResult
+from cjo.api.audit import AuditDep
+from cjo.api.auth import Principal, require, visible
 from cjo.api.deps import (
     CampaignsDep,
     OptionalTemporalDep,
@@ -47,22 +57,63 @@ from cjo.workflows.campaign import campaign_workflow_id as workflow_id
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 log = get_logger(__name__)
 CampaignId = Annotated[str, Path(min_length=1, max_length=64)]
+Viewer = Annotated[Principal, require("viewer")]
+Operator = Annotated[Principal, require("operator")]
 # A status query waits for a worker; the campaign's row answers even when none is free.
 QUERY_TIMEOUT = timedelta(seconds=5)
 # How long a move's answer waits for the workflow to record it, and how often it looks.
 SETTLE_TIMEOUT_SECONDS = 10.0
 SETTLE_POLL_SECONDS = 0.05
 _DONE = {"pause": "paused", "resume": "resumed", "stop": "stopped"}
-# The states each signal may be sent in (a draft is stopped without a workflow).
+# The states each signal may be sent in (a campaign never launched is stopped without one).
 _SENT_FROM = {
     "pause": frozenset({"running"}),
     "resume": frozenset({"paused"}),
     "stop": frozenset({"running", "paused"}),
 }
+_NOT_LAUNCHED = frozenset({"draft", "submitted", "approved"})
+# Settings a campaign carries into its workflow.
+TUNING = ("rate_per_second", "page_size")
+
+
+STATS_EXAMPLE: dict[str, Any] = {
+    "campaign_id": "4c1d9e0b2a7f4e31",
+    "steps": {
+        "message_test": {
+            "entered": 900,
+            "waiting": 0,
+            "outcomes": {"rate_led": 452, "care_led": 448},
+        },
+        "await_login": {"entered": 900, "waiting": 120, "outcomes": {"event": 301, "timeout": 479}},
+    },
+    "ended": {"converted": 210, "completed": 570},
+    "variants": {
+        "care_led": {"entrants": 448, "conversions": 92, "rate": 0.2054},
+        "rate_led": {"entrants": 452, "conversions": 118, "rate": 0.2611},
+    },
+    "holdout": {"entrants": 100, "conversions": 12, "rate": 0.12},
+    "lift": {
+        "care_led": {"value": 0.0854, "ci_low": -0.0002, "ci_high": 0.1493},
+        "rate_led": {"value": 0.1411, "ci_low": 0.054, "ci_high": 0.2066},
+    },
+}
 
 
 class CampaignCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"journey": "card-activation", "business_line": "credit-card"},
+                {
+                    "journey": "dormant-savers-reactivation",
+                    "business_line": "retail",
+                    "version": "9f2c4e1a7b3d5c60",
+                    "rate_per_second": 50,
+                },
+            ]
+        },
+    )
 
     journey: str = Field(min_length=1, max_length=64)
     business_line: str = Field(min_length=1, max_length=64)
@@ -80,6 +131,33 @@ class CampaignLive(BaseModel):
 
 
 class CampaignOut(BaseModel):
+    """A campaign. `audience_size` and `approvals_required` are set when it is submitted."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "4c1d9e0b2a7f4e31",
+                    "business_line": "retail",
+                    "journey": "dormant-savers-reactivation",
+                    "journey_version": "9f2c4e1a7b3d5c60",
+                    "state": "submitted",
+                    "created_by": "key_1a2b3c4d5e6f7a8b",
+                    "settings": {"rate_per_second": 50.0},
+                    "created_at": "2026-11-26T09:00:00Z",
+                    "updated_at": "2026-11-26T09:05:00Z",
+                    "launched_at": None,
+                    "ended_at": None,
+                    "submitted_by": "key_1a2b3c4d5e6f7a8b",
+                    "submitted_at": "2026-11-26T09:05:00Z",
+                    "audience_size": 152340,
+                    "approvals_required": 2,
+                    "live": None,
+                }
+            ]
+        }
+    )
+
     id: str
     business_line: str
     journey: str
@@ -91,72 +169,124 @@ class CampaignOut(BaseModel):
     updated_at: datetime | None
     launched_at: datetime | None
     ended_at: datetime | None
+    submitted_by: str | None = None
+    submitted_at: datetime | None = None
+    audience_size: int | None = None
+    approvals_required: int = 1
     live: CampaignLive | None = None
 
 
-@router.post("", status_code=201, responses=problem_responses(422))
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a draft campaign",
+    responses=problem_responses(401, 403, 422),
+)
 async def create_campaign(
-    body: CampaignCreate, campaigns: CampaignsDep, resources: ResourcesDep
+    body: CampaignCreate,
+    principal: Operator,
+    campaigns: CampaignsDep,
+    resources: ResourcesDep,
+    audit: AuditDep,
 ) -> CampaignOut:
-    """A draft, pinned to a published version of the journey."""
-    journey = await resources.get("Journey", body.business_line, body.journey, body.version)
+    """A draft, pinned to a published version of the journey (the newest by default).
+
+    It must be submitted and approved before it can be launched.
+    """
+    journey = None
+    if principal.sees(body.business_line):
+        journey = await resources.get("Journey", body.business_line, body.journey, body.version)
     if journey is None:
+        # A line the caller does not see reads exactly as one without the journey.
         which = f"version {body.version} of " if body.version else ""
         raise ApiProblem(
             422,
             "unknown-journey",
             f"no {which}journey '{body.journey}' in '{body.business_line}' is published",
         )
-    settings = body.model_dump(include={"rate_per_second", "page_size"}, exclude_none=True)
+    settings = body.model_dump(include=set(TUNING), exclude_none=True)
     campaign = await campaigns.create(
         journey=body.journey,
         business_line=body.business_line,
         version=journey.version,
+        created_by=principal.id,
         settings=settings,
     )
-    return _out(campaign)
+    out = campaign_out(campaign)
+    audit.target("campaign", campaign.id, campaign.business_line)
+    audit.after(out)
+    return out
 
 
-@router.get("/{campaign_id}", responses=problem_responses(404))
+@router.get("/{campaign_id}", summary="Get a campaign", responses=problem_responses(401, 403, 404))
 async def get_campaign(
-    campaign_id: CampaignId, campaigns: CampaignsDep, temporal: OptionalTemporalDep
+    campaign_id: CampaignId,
+    principal: Viewer,
+    campaigns: CampaignsDep,
+    temporal: OptionalTemporalDep,
 ) -> CampaignOut:
     """The campaign's row and, while it runs or is paused, its workflow's live status."""
-    campaign = await _campaign(campaigns, campaign_id)
+    campaign = await visible_campaign(campaigns, principal, campaign_id)
     live = None
     # Asking a finished workflow would replay its whole history for what the row says.
     if temporal is not None and campaign.state in ("running", "paused"):
         live = await _live(temporal, campaign_id)
-    return _out(campaign, live)
+    return campaign_out(campaign, live)
 
 
-@router.get("/{campaign_id}/stats", responses=problem_responses(404))
-async def get_stats(campaign_id: CampaignId, stats: StatsDep) -> CampaignStatsResult:
-    """Per step: runs that entered, runs waiting there now, outcomes; ends; conversions."""
+@router.get(
+    "/{campaign_id}/stats",
+    summary="Get a campaign's statistics and A/B lift",
+    responses={
+        200: {"content": {"application/json": {"example": STATS_EXAMPLE}}},
+        **problem_responses(401, 403, 404),
+    },
+)
+async def get_stats(
+    campaign_id: CampaignId, principal: Viewer, campaigns: CampaignsDep, stats: StatsDep
+) -> CampaignStatsResult:
+    """Per step: runs that entered, runs waiting there now, outcomes; ends; conversions
+    per variant and holdout; each variant's lift over the holdout.
+
+    `lift.<variant>.value` is the variant's conversion rate minus the holdout's (absolute:
+    0.03 is three percentage points); `ci_low`/`ci_high` bound it at 95% confidence by
+    Newcombe's hybrid score method (from Wilson score intervals), which holds up at zero
+    conversions and in small groups. A variant has no lift while it or the holdout has no
+    entrants.
+    """
+    await visible_campaign(campaigns, principal, campaign_id)
     try:
         return await stats.campaign_stats(CampaignStatsInput(campaign_id=campaign_id))
     except UnknownCampaignError:
         raise not_found(f"no campaign {campaign_id}") from None
 
 
-@router.post("/{campaign_id}/launch", status_code=202, responses=problem_responses(404, 409))
+@router.post(
+    "/{campaign_id}/launch",
+    status_code=202,
+    summary="Launch an approved campaign",
+    responses=problem_responses(401, 403, 404, 409),
+)
 async def launch(
     campaign_id: CampaignId,
+    principal: Operator,
     campaigns: CampaignsDep,
     resources: ResourcesDep,
     temporal: TemporalDep,
     task_queue: TaskQueueDep,
+    audit: AuditDep,
 ) -> CampaignOut:
-    """Start the campaign's workflow: enrolment begins at the journey's scheduled time."""
-    campaign = await _campaign(campaigns, campaign_id)
-    if campaign.state != "draft":
-        raise conflict(f"a {campaign.state} campaign cannot be launched")
+    """Start an approved campaign's workflow: enrolment begins at the journey's scheduled
+    time. 403 when it lacks its approvals (a draft, a submitted one, approvals voided)."""
+    campaign = await audited_campaign(audit, campaigns, principal, campaign_id)
+    with review_problems(campaign_id):
+        await campaigns.check_launch(campaign_id)
     plan = await resources.journey_plan(
         campaign.business_line, campaign.journey, campaign.journey_version
     )
     if plan is None:
         raise conflict(f"journey version {campaign.journey_version} is no longer published")
-    tuning = {k: v for k, v in campaign.settings.items() if k in ("rate_per_second", "page_size")}
+    tuning = {k: v for k, v in campaign.settings.items() if k in TUNING}
     try:
         await temporal.start_workflow(
             CampaignWorkflow.run,
@@ -169,35 +299,119 @@ async def launch(
     except WorkflowAlreadyStartedError:
         raise conflict("the campaign has been launched already") from None
     # Events sent after this answer are routed only once the campaign shows `running`.
-    return _out(await _settled(campaigns, campaign_id, lambda state: state != "draft"))
+    settled = await _settled(campaigns, campaign_id, lambda state: state != "approved")
+    return audited_after(audit, settled)
 
 
-@router.post("/{campaign_id}/pause", status_code=202, responses=problem_responses(404, 409))
+@router.post(
+    "/{campaign_id}/pause",
+    status_code=202,
+    summary="Pause a campaign",
+    responses=problem_responses(401, 403, 404, 409),
+)
 async def pause(
-    campaign_id: CampaignId, campaigns: CampaignsDep, temporal: TemporalDep
+    campaign_id: CampaignId,
+    principal: Operator,
+    campaigns: CampaignsDep,
+    temporal: TemporalDep,
+    audit: AuditDep,
 ) -> CampaignOut:
     """Stop enrolling, and hold runs before their next send or grant."""
-    return await _control(campaigns, temporal, campaign_id, "paused", "pause")
+    await audited_campaign(audit, campaigns, principal, campaign_id)
+    return audited_after(audit, await _control(campaigns, temporal, campaign_id, "paused", "pause"))
 
 
-@router.post("/{campaign_id}/resume", status_code=202, responses=problem_responses(404, 409))
+@router.post(
+    "/{campaign_id}/resume",
+    status_code=202,
+    summary="Resume a campaign",
+    responses=problem_responses(401, 403, 404, 409),
+)
 async def resume(
-    campaign_id: CampaignId, campaigns: CampaignsDep, temporal: TemporalDep
+    campaign_id: CampaignId,
+    principal: Operator,
+    campaigns: CampaignsDep,
+    temporal: TemporalDep,
+    audit: AuditDep,
 ) -> CampaignOut:
     """Enrol again and release the held runs."""
-    return await _control(campaigns, temporal, campaign_id, "running", "resume")
+    await audited_campaign(audit, campaigns, principal, campaign_id)
+    return audited_after(
+        audit, await _control(campaigns, temporal, campaign_id, "running", "resume")
+    )
 
 
-@router.post("/{campaign_id}/stop", status_code=202, responses=problem_responses(404, 409))
+@router.post(
+    "/{campaign_id}/stop",
+    status_code=202,
+    summary="Stop a campaign",
+    responses=problem_responses(401, 403, 404, 409),
+)
 async def stop(
-    campaign_id: CampaignId, campaigns: CampaignsDep, temporal: TemporalDep
+    campaign_id: CampaignId,
+    principal: Operator,
+    campaigns: CampaignsDep,
+    temporal: TemporalDep,
+    audit: AuditDep,
 ) -> CampaignOut:
-    """End the campaign and every run in it; a stopped campaign cannot start again."""
-    campaign = await _campaign(campaigns, campaign_id)
-    if campaign.state == "draft":
+    """End the campaign and every run in it; a stopped campaign cannot start again.
+
+    A campaign not launched yet (draft, submitted, approved) is simply withdrawn.
+    """
+    campaign = await audited_campaign(audit, campaigns, principal, campaign_id)
+    if campaign.state in _NOT_LAUNCHED:
         await _move(campaigns, campaign_id, "stopped")  # never launched: no workflow to tell
-        return _out(await _campaign(campaigns, campaign_id))
-    return await _control(campaigns, temporal, campaign_id, "stopped", "stop")
+        return audited_after(audit, await _campaign(campaigns, campaign_id))
+    return audited_after(audit, await _control(campaigns, temporal, campaign_id, "stopped", "stop"))
+
+
+# Shared with the other campaign routes ---------------------------------------------------
+
+
+async def visible_campaign(
+    campaigns: CampaignActivities, principal: Principal, campaign_id: str
+) -> Campaign:
+    """The campaign, or 404 when there is none or it is of a line the caller does not see."""
+    campaign = await _campaign(campaigns, campaign_id)
+    visible(principal, campaign.business_line, "campaign", campaign_id)
+    return campaign
+
+
+@contextmanager
+def review_problems(campaign_id: str) -> Iterator[None]:
+    """The review's refusals as problems: who may not (403) and what cannot be (409)."""
+    try:
+        yield
+    except UnknownCampaignError:
+        raise not_found(f"no campaign {campaign_id}") from None
+    except SelfApprovalError as error:
+        raise ApiProblem(403, "self-approval", error.message, title="Self-approval") from None
+    except ApprovalRequiredError as error:
+        raise ApiProblem(
+            403, "approval-required", error.message, title="Approval required"
+        ) from None
+    except DuplicateApprovalError as error:
+        raise ApiProblem(
+            409, "duplicate-approval", error.message, title="Approved already"
+        ) from None
+    except CampaignStateError as error:
+        raise conflict(error.message) from None
+
+
+async def audited_campaign(
+    audit: AuditDep, campaigns: CampaignActivities, principal: Principal, campaign_id: str
+) -> Campaign:
+    """The visible campaign, named as the audit row's target with its state before."""
+    campaign = await visible_campaign(campaigns, principal, campaign_id)
+    audit.target("campaign", campaign.id, campaign.business_line)
+    audit.before(campaign_out(campaign))
+    return campaign
+
+
+def audited_after(audit: AuditDep, campaign: Campaign) -> CampaignOut:
+    out = campaign_out(campaign)
+    audit.after(out)
+    return out
 
 
 async def _control(
@@ -206,7 +420,7 @@ async def _control(
     campaign_id: str,
     state: CampaignState,
     signal: str,
-) -> CampaignOut:
+) -> Campaign:
     campaign = await _campaign(campaigns, campaign_id)
     if campaign.state not in _SENT_FROM[signal]:
         raise conflict(f"a {campaign.state} campaign cannot be {_DONE[signal]}")
@@ -215,7 +429,7 @@ async def _control(
     except RPCError as error:
         log.warning("campaign workflow not signalled", campaign_id=campaign_id, error=str(error))
         raise conflict(f"the campaign's workflow is not running ({error.status.name})") from None
-    return _out(await _settled(campaigns, campaign_id, lambda now: now == state))
+    return await _settled(campaigns, campaign_id, lambda now: now == state)
 
 
 async def _settled(
@@ -231,14 +445,10 @@ async def _settled(
 
 
 async def _move(campaigns: CampaignActivities, campaign_id: str, state: CampaignState) -> None:
-    try:
+    with review_problems(campaign_id):
         await campaigns.set_state(
             SetCampaignStateInput(campaign_id=campaign_id, state=state, at=datetime.now(UTC))
         )
-    except CampaignStateError as error:
-        raise conflict(error.message) from None
-    except UnknownCampaignError:
-        raise not_found(f"no campaign {campaign_id}") from None
 
 
 async def _campaign(campaigns: CampaignActivities, campaign_id: str) -> Campaign:
@@ -259,5 +469,5 @@ async def _live(temporal: Client, campaign_id: str) -> CampaignLive | None:
     return CampaignLive.model_validate(status.model_dump())
 
 
-def _out(campaign: Campaign, live: CampaignLive | None = None) -> CampaignOut:
+def campaign_out(campaign: Campaign, live: CampaignLive | None = None) -> CampaignOut:
     return CampaignOut.model_validate({**campaign.model_dump(), "live": live})

@@ -1,8 +1,13 @@
-"""Events in (`POST /v1/events`): stored durably, answered 202, then routed to journeys."""
+"""Events in (`POST /v1/events`): stored durably, answered 202, then routed to journeys.
+
+Operators (a service key, typically) send them. Events are facts about customers, not
+about a business line: they go to every line's journeys that wait for them, whoever sends.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks
 from pydantic import BaseModel
@@ -10,8 +15,9 @@ from pydantic import BaseModel
 from cjo.activities.journey_models import RoutedEvent
 from cjo.activities.profiles import EventInput, IngestEventsInput
 from cjo.activities.routing import RouteEventsInput, RoutingActivities
-from cjo.api._limits import MAX_BATCH
-from cjo.api.deps import ProfilesDep, RoutingDep
+from cjo.api.audit import AuditDep
+from cjo.api.auth import Principal, require
+from cjo.api.deps import ProfilesDep, RoutingDep, StateDep
 from cjo.api.problems import problem_responses, too_large
 from cjo.runtime.log import get_logger
 
@@ -32,11 +38,21 @@ class EventsAccepted(BaseModel):
 
 @router.post("", status_code=202, responses=problem_responses(413, 422))
 async def post_events(
-    batch: EventBatch, profiles: ProfilesDep, routing: RoutingDep, background: BackgroundTasks
+    _principal: Annotated[Principal, require("operator")],
+    audit: AuditDep,
+    state: StateDep,
+    batch: EventBatch,
+    profiles: ProfilesDep,
+    routing: RoutingDep,
+    background: BackgroundTasks,
 ) -> EventsAccepted:
-    """Up to 1,000 events; answered once they are stored, routed right after."""
-    if len(batch.events) > MAX_BATCH:
-        raise too_large(f"{len(batch.events)} events; the limit is {MAX_BATCH} a request")
+    """Up to 1,000 events (`max_batch`); answered once they are stored, routed right after."""
+    limit = state.settings.max_batch
+    if len(batch.events) > limit:
+        raise too_large(f"{len(batch.events)} events; the limit is {limit} a request")
+    # One audit row per batch: the events themselves are stored, each under its own id.
+    audit.target("events", f"batch of {len(batch.events)}")
+    audit.after([event.id for event in batch.events])
     stored = await profiles.ingest_events(IngestEventsInput(events=batch.events))
     fresh = _first_occurrences(batch.events, stored.accepted_ids)
     if fresh:

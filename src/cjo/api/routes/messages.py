@@ -1,4 +1,9 @@
-"""A user's messages and message centre (`/v1/users/{id}/messages`, `/inbox`)."""
+"""A user's messages and message centre (`/v1/users/{id}/messages`, `/inbox`).
+
+A principal of some business lines sees only those lines' messages (see `users`): a page
+may then hold fewer than `limit` items; follow `next_cursor`. Another line's message
+answers 404, as a missing one does.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,9 @@ from cjo.activities.channels.message_centre import (
 )
 from cjo.activities.profiles import ProfileContextInput
 from cjo.activities.routing import RoutingActivities
+from cjo.activities.tenancy import Tenancy
+from cjo.api.audit import AuditDep
+from cjo.api.auth import Principal, require
 from cjo.api.deps import OptionalTemporalDep, ProfilesDep, SessionsDep, TaskQueueDep
 from cjo.api.problems import ApiProblem, not_found, problem_responses
 from cjo.runtime.settings import Channel
@@ -30,6 +38,7 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(max_length=1024)]
+Viewer = Annotated[Principal, require("viewer")]
 
 
 class InboxOut(BaseModel):
@@ -53,6 +62,7 @@ class ReadOut(BaseModel):
 
 @router.get("/{user_id}/inbox", responses=problem_responses(404, 422))
 async def get_inbox(
+    principal: Viewer,
     user_id: UserIdPath,
     sessions: SessionsDep,
     profiles: ProfilesDep,
@@ -65,11 +75,21 @@ async def get_inbox(
     page = await MessageCentre(sessions).inbox(
         InboxPageInput(user_id=user_id, unread_only=unread, limit=limit, after=_decode(cursor))
     )
-    return InboxOut(items=page.items, next_cursor=_encode(page.next), unread=page.unread)
+    if principal.sees_all:
+        return InboxOut(items=page.items, next_cursor=_encode(page.next), unread=page.unread)
+    tenancy = Tenancy(sessions)
+    lines = await tenancy.message_lines(user_id, [item.id for item in page.items])
+    return InboxOut(
+        items=[item for item in page.items if principal.sees(lines.get(item.id, ""))],
+        next_cursor=_encode(page.next),
+        unread=await tenancy.unread_inbox(user_id, principal.business_lines),
+    )
 
 
 @router.post("/{user_id}/inbox/{message_id}/read", responses=problem_responses(404))
 async def read_inbox_message(
+    principal: Annotated[Principal, require("operator")],
+    audit: AuditDep,
     user_id: UserIdPath,
     message_id: Annotated[str, Path(min_length=1, max_length=64)],
     sessions: SessionsDep,
@@ -80,18 +100,25 @@ async def read_inbox_message(
 
     The first read is the message's `opened` report (a `message_opened` event).
     """
+    missing = not_found(f"user {user_id} has no inbox message {message_id}")
+    line = (await Tenancy(sessions).message_lines(user_id, [message_id])).get(message_id)
+    if line is None or not principal.sees(line):
+        raise missing
+    audit.target("message", message_id, line)
     routing = None if temporal is None else RoutingActivities(sessions, temporal, task_queue)
     centre = MessageCentre(sessions, DeliveryFeedback(sessions, routing))
     result = await centre.mark_read(
         MarkReadInput(user_id=user_id, message_id=message_id, at=datetime.now(UTC))
     )
     if not result.found or result.read_at is None:
-        raise not_found(f"user {user_id} has no inbox message {message_id}")
+        raise missing
+    audit.after({"read_at": result.read_at})
     return ReadOut(id=message_id, read=True, read_at=result.read_at)
 
 
 @router.get("/{user_id}/messages", responses=problem_responses(404, 422))
 async def get_messages(
+    principal: Viewer,
     user_id: UserIdPath,
     sessions: SessionsDep,
     profiles: ProfilesDep,
@@ -111,7 +138,11 @@ async def get_messages(
             user_id=user_id, channel=channel, status=status, limit=limit, after=_decode(cursor)
         )
     )
-    return MessagesOut(items=page.items, next_cursor=_encode(page.next))
+    items = page.items
+    if not principal.sees_all:
+        lines = await Tenancy(sessions).message_lines(user_id, [item.id for item in items])
+        items = [item for item in items if principal.sees(lines.get(item.id, ""))]
+    return MessagesOut(items=items, next_cursor=_encode(page.next))
 
 
 async def _known(profiles: ProfilesDep, user_id: str) -> None:

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from cjo.api._limits import MAX_BUNDLE_BYTES
+from cjo.api.audit import AuditDep
+from cjo.api.auth import Principal, require
 from cjo.api.deps import ResourcesDep
-from cjo.api.problems import ApiProblem, DiagnosticOut, problem_responses, too_large
-from cjo.dsl import validate
+from cjo.api.problems import ApiProblem, DiagnosticOut, not_found, problem_responses, too_large
+from cjo.dsl import ValidationResult, validate
 
 router = APIRouter(prefix="/v1/resources", tags=["resources"])
 YAML_TYPES = frozenset(
@@ -68,10 +70,14 @@ FileQuery = Annotated[str, Query(max_length=256, description="the file name to r
 
 @router.post("/validate", openapi_extra=_YAML_BODY, responses=problem_responses(413, 415))
 async def validate_bundle(
-    bundle: BundleDep, resources: ResourcesDep, file: FileQuery = "<request>"
+    principal: Annotated[Principal, require("viewer")],
+    bundle: BundleDep,
+    resources: ResourcesDep,
+    file: FileQuery = "<request>",
 ) -> ValidateResponse:
     """Check a bundle against the DSL and what is published, without storing anything."""
     result = validate(bundle, file, await resources.lookup())
+    _within_scope(principal, result)
     return ValidateResponse(
         valid=result.valid, diagnostics=[DiagnosticOut.of(d) for d in result.diagnostics]
     )
@@ -79,10 +85,16 @@ async def validate_bundle(
 
 @router.post("", openapi_extra=_YAML_BODY, responses=problem_responses(413, 415, 422))
 async def apply_bundle(
-    bundle: BundleDep, resources: ResourcesDep, file: FileQuery = "<request>"
+    principal: Annotated[Principal, require("operator")],
+    audit: AuditDep,
+    bundle: BundleDep,
+    resources: ResourcesDep,
+    file: FileQuery = "<request>",
 ) -> ApplyResponse:
     """Publish each document as a new version unless unchanged; all or nothing."""
-    outcome = await resources.apply(bundle, file=file)
+    lines = _within_scope(principal, validate(bundle, file, await resources.lookup()))
+    audit.target("bundle", file, lines[0] if len(lines) == 1 else None)
+    outcome = await resources.apply(bundle, file=file, actor=principal.id)
     diagnostics = [DiagnosticOut.of(d) for d in outcome.diagnostics]
     if not outcome.valid:
         errors = [d for d in outcome.diagnostics if d.is_error]
@@ -93,7 +105,20 @@ async def apply_bundle(
             title="Invalid bundle",
             diagnostics=diagnostics,
         )
-    return ApplyResponse(
-        applied=[AppliedOut.model_validate(a, from_attributes=True) for a in outcome.applied],
-        diagnostics=diagnostics,
-    )
+    applied = [AppliedOut.model_validate(a, from_attributes=True) for a in outcome.applied]
+    audit.after(applied)
+    audit.detail["applied"] = [f"{a.kind}/{a.business_line}/{a.name}@{a.version}" for a in applied]
+    return ApplyResponse(applied=applied, diagnostics=diagnostics)
+
+
+def _within_scope(principal: Principal, result: ValidationResult) -> list[str]:
+    """The bundle's business lines; 404 when one is not the caller's.
+
+    Only documents that pass their schema are checked against what is published, so no
+    diagnostic can tell of another line's resources once their lines are all the caller's.
+    """
+    lines = sorted({document.business_line for document in result.documents})
+    for line in lines:
+        if not principal.sees(line):
+            raise not_found(f"no business line {line}")
+    return lines

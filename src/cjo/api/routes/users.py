@@ -1,4 +1,11 @@
-"""Profiles, consents and a user's journeys (`/v1/users`)."""
+"""Profiles, consents and a user's journeys (`/v1/users`).
+
+Tenancy: a profile and its consents are the customer's, shared by every business line
+(a bank has one record of a customer), so any principal with the role reads and writes
+them. What a line did with the customer (runs, messages, inbox items) is that line's: a
+principal sees only its own lines' (a page may then hold fewer than `limit` items; follow
+`next_cursor`).
+"""
 
 from __future__ import annotations
 
@@ -22,12 +29,15 @@ from cjo.activities.profiles import (
     UserProfile,
 )
 from cjo.activities.stats import JourneyRun, RunPosition, UserJourneysInput
-from cjo.api._limits import MAX_BATCH
-from cjo.api.deps import ProfilesDep, StatsDep
+from cjo.api.audit import AuditDep
+from cjo.api.auth import Principal, require
+from cjo.api.deps import ProfilesDep, StateDep, StatsDep
 from cjo.api.problems import ApiProblem, not_found, problem_responses, too_large
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+Viewer = Annotated[Principal, require("viewer")]
+Operator = Annotated[Principal, require("operator")]
 
 
 def _profile_fields_schema() -> dict[str, Any]:
@@ -81,7 +91,11 @@ class JourneysPage(BaseModel):
 
 @router.put("/{user_id}", openapi_extra=_PROFILE_BODY, responses=problem_responses(422))
 async def put_user(
-    user_id: UserIdPath, body: Annotated[dict[str, Any], Body()], profiles: ProfilesDep
+    _principal: Operator,
+    audit: AuditDep,
+    user_id: UserIdPath,
+    body: Annotated[dict[str, Any], Body()],
+    profiles: ProfilesDep,
 ) -> UpsertedOut:
     """Create or change a profile; fields left out keep what is stored."""
     if body.get("id", user_id) != user_id:
@@ -92,17 +106,25 @@ async def put_user(
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in error.errors()]
         ) from None
+    audit.target("user", user_id)
+    audit.before(await _stored_profile(profiles, user_id))
     result = await profiles.upsert_profiles(
         UpsertProfilesInput(profiles=[profile], at=datetime.now(UTC))
     )
+    audit.after(await _stored_profile(profiles, user_id))
     return UpsertedOut(id=user_id, created=result.created == 1)
 
 
 @router.post("/batch", responses=problem_responses(413, 422))
-async def post_users(batch: UserBatch, profiles: ProfilesDep) -> BatchOut:
-    """Up to 1,000 profiles at once; a repeated id applies in order."""
-    if len(batch.users) > MAX_BATCH:
-        raise too_large(f"{len(batch.users)} profiles; the limit is {MAX_BATCH} a request")
+async def post_users(
+    _principal: Operator, audit: AuditDep, state: StateDep, batch: UserBatch, profiles: ProfilesDep
+) -> BatchOut:
+    """Up to 1,000 profiles at once (`max_batch`); a repeated id applies in order."""
+    limit = state.settings.max_batch
+    if len(batch.users) > limit:
+        raise too_large(f"{len(batch.users)} profiles; the limit is {limit} a request")
+    audit.target("users", f"batch of {len(batch.users)}")
+    audit.after(batch.users)
     result = await profiles.upsert_profiles(
         UpsertProfilesInput(profiles=batch.users, at=datetime.now(UTC))
     )
@@ -110,26 +132,33 @@ async def post_users(batch: UserBatch, profiles: ProfilesDep) -> BatchOut:
 
 
 @router.get("/{user_id}", responses=problem_responses(404))
-async def get_user(user_id: UserIdPath, profiles: ProfilesDep) -> UserProfile:
+async def get_user(_principal: Viewer, user_id: UserIdPath, profiles: ProfilesDep) -> UserProfile:
     return await _profile(profiles, user_id)
 
 
 @router.put("/{user_id}/consents", responses=problem_responses(404, 422))
 async def put_consents(
-    user_id: UserIdPath, body: ConsentsBody, profiles: ProfilesDep
+    _principal: Operator,
+    audit: AuditDep,
+    user_id: UserIdPath,
+    body: ConsentsBody,
+    profiles: ProfilesDep,
 ) -> ConsentsOut:
     """Grant or withdraw marketing consent per channel; an older change than stored loses."""
+    audit.target("user", user_id)
     change = ConsentChange(
         user_id=user_id, consents=body.consents, source=body.source, at=datetime.now(UTC)
     )
     (outcome,) = (await profiles.set_consents(SetConsentsInput(requests=[change]))).results
     if not outcome.found:
         raise not_found(f"no user {user_id}")
+    audit.after({"consents": body.consents, "source": body.source, "applied": outcome.applied})
     return ConsentsOut(user_id=user_id, applied=outcome.applied, superseded=outcome.superseded)
 
 
 @router.get("/{user_id}/journeys", responses=problem_responses(404, 422))
 async def get_journeys(
+    principal: Viewer,
     user_id: UserIdPath,
     profiles: ProfilesDep,
     stats: StatsDep,
@@ -141,7 +170,13 @@ async def get_journeys(
     page = await stats.user_journeys(
         UserJourneysInput(user_id=user_id, limit=limit, after=_decode(cursor))
     )
-    return JourneysPage(items=page.runs, next_cursor=_encode(page.next))
+    runs = [run for run in page.runs if principal.sees(run.business_line)]
+    return JourneysPage(items=runs, next_cursor=_encode(page.next))
+
+
+async def _stored_profile(profiles: ProfileActivities, user_id: str) -> UserProfile | None:
+    (profile,) = (await profiles.profile_context(ProfileContextInput(user_ids=[user_id]))).profiles
+    return profile
 
 
 async def _profile(profiles: ProfileActivities, user_id: str) -> UserProfile:

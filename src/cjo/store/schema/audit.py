@@ -1,4 +1,7 @@
-"""The append-only audit log: who changed what, when, with hashes of before and after."""
+"""The append-only audit log: who changed what, when, with hashes of before and after.
+
+Append-only in the database itself: a trigger (migration 0003) refuses UPDATE and DELETE.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=64)
     target: str = Field(max_length=400)
     request_id: str | None = Field(default=None, max_length=64)
+    # The HTTP status the call was answered with.
+    status: int | None = None
     before_hash: str | None = Field(default=None, max_length=64)
     after_hash: str | None = Field(default=None, max_length=64)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=jsonb())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Identity, Index
+from sqlalchemy import BigInteger, Column, Identity, Index, text
 from sqlmodel import Field, SQLModel
 
 from cjo.store.schema._columns import jsonb, timestamp
@@ -30,6 +30,14 @@ class Campaign(SQLModel, table=True):
     ended_at: datetime | None = Field(
         default=None, sa_column=timestamp(nullable=True, default_now=False)
     )
+    # Maker-checker: who submitted it, the audience it was submitted with, and how many
+    # approvals by distinct approvers that audience needs (see `campaign_approvals`).
+    submitted_by: str | None = Field(default=None, max_length=128)
+    submitted_at: datetime | None = Field(
+        default=None, sa_column=timestamp(nullable=True, default_now=False)
+    )
+    audience_size: int | None = Field(default=None, sa_type=BigInteger)
+    approvals_required: int = Field(default=1, sa_column_kwargs={"server_default": text("1")})
 
 
 class Enrolment(SQLModel, table=True):

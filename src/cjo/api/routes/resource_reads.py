@@ -1,0 +1,384 @@
+"""Reading published resources and their history (`GET /v1/resources...`).
+
+A resource is named by kind, business line and name. The routes under `{kind}/{name}`
+take the line as `?business_line=`; without it, the name is looked for among the lines
+the caller sees, and must be in exactly one of them. A version is given by its content
+hash or by its revision number (1, 2, 3, ...).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from cjo.activities.resource_diff import PathChange, changed_paths, unified_diff
+from cjo.activities.resources import ResourceActivities
+from cjo.api.auth import Principal, require, visible
+from cjo.api.deps import ResourcesDep
+from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
+from cjo.api.problems import ApiProblem, not_found, problem_responses
+from cjo.store.schema import Resource, ResourceVersion
+
+router = APIRouter(prefix="/v1/resources", tags=["resources"])
+Viewer = Annotated[Principal, require("viewer")]
+Kind = Literal["Journey", "Segment", "Benefit", "Template", "RiskPolicy", "ContactPolicy"]
+KindPath = Annotated[Kind, Path(description="the resource's kind")]
+NamePath = Annotated[str, Path(min_length=1, max_length=64)]
+LineQuery = Annotated[
+    str | None,
+    Query(max_length=64, description="the business line; optional when the name is in one"),
+]
+VersionRef = Annotated[str, Path(min_length=1, max_length=32, description="hash or revision")]
+_READ_PROBLEMS = problem_responses(401, 403, 404, 422)
+_SEGMENT_DOCUMENT: dict[str, Any] = {
+    "apiVersion": "cjo/v1",
+    "kind": "Segment",
+    "metadata": {"name": "big-savers", "businessLine": "retail"},
+    "spec": {"match": {"all": [{"attr": "aum", "gte": 50000}]}},
+}
+
+
+class ResourceOut(BaseModel):
+    """A resource's head: its newest version and how many it has had."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "Segment",
+                    "business_line": "retail",
+                    "name": "big-savers",
+                    "latest_version": "5b0e1c7d9a2f3e41",
+                    "revisions": 2,
+                    "created_at": "2026-11-20T08:00:00Z",
+                    "updated_at": "2026-11-20T08:00:00Z",
+                }
+            ]
+        }
+    )
+
+    kind: str
+    business_line: str
+    name: str
+    latest_version: str
+    revisions: int
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class ResourcesPage(BaseModel):
+    items: list[ResourceOut]
+    next_cursor: str | None
+
+
+class VersionSummary(BaseModel):
+    version: str
+    revision: int
+    latest: bool
+    created_by: str | None
+    created_at: datetime | None
+
+
+class VersionsPage(BaseModel):
+    """Newest first."""
+
+    kind: str
+    business_line: str
+    name: str
+    items: list[VersionSummary]
+    next_cursor: str | None
+
+
+class VersionOut(BaseModel):
+    """One version: the normalised document, a journey's compiled Plan, the source text."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "Segment",
+                    "business_line": "retail",
+                    "name": "big-savers",
+                    "version": "5b0e1c7d9a2f3e41",
+                    "revision": 2,
+                    "latest": True,
+                    "document": _SEGMENT_DOCUMENT,
+                    "plan": None,
+                    "source": "apiVersion: cjo/v1\nkind: Segment\n...",
+                    "created_by": "key_1a2b3c4d5e6f7a8b",
+                    "created_at": "2026-11-20T08:00:00Z",
+                }
+            ]
+        }
+    )
+
+    kind: str
+    business_line: str
+    name: str
+    version: str
+    revision: int
+    latest: bool
+    document: dict[str, Any]
+    plan: dict[str, Any] | None
+    source: str | None
+    created_by: str | None
+    created_at: datetime | None
+
+
+class DiffSide(BaseModel):
+    version: str
+    revision: int
+
+
+class DiffOut(BaseModel):
+    """`unified`: a unified diff of the two documents' canonical YAML; `changes`: each
+    changed path, with the value before and after."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "Segment",
+                    "business_line": "retail",
+                    "name": "big-savers",
+                    "from": {"version": "1d2c3b4a5f6e7d80", "revision": 1},
+                    "to": {"version": "5b0e1c7d9a2f3e41", "revision": 2},
+                    "unified": "--- big-savers@1\n+++ big-savers@2\n@@ -7,7 +7,7 @@\n"
+                    "     all:\n     - attr: aum\n-      gte: 50000\n+      gte: 80000\n",
+                    "changes": [
+                        {
+                            "path": "spec.match.all[0].gte",
+                            "op": "changed",
+                            "before": 50000,
+                            "after": 80000,
+                        }
+                    ],
+                }
+            ]
+        },
+        populate_by_name=True,
+    )
+
+    kind: str
+    business_line: str
+    name: str
+    # `from` is a keyword in Python: the field is `from_`, its JSON name `from`.
+    from_: DiffSide = Field(alias="from")
+    to: DiffSide
+    unified: str
+    changes: list[PathChange]
+
+
+class _HeadPosition(BaseModel):
+    kind: str
+    business_line: str
+    name: str
+
+
+class _VersionPosition(BaseModel):
+    revision: int
+
+
+@router.get("", responses=_READ_PROBLEMS, summary="List published resources")
+async def list_resources(
+    principal: Viewer,
+    resources: ResourcesDep,
+    kind: Annotated[Kind | None, Query()] = None,
+    business_line: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ResourcesPage:
+    """Published resources of the caller's business lines, by kind, line and name."""
+    if business_line is not None:
+        visible(principal, business_line, "business line", business_line)
+    after = decode_cursor(cursor, _HeadPosition)
+    heads = await resources.heads(
+        kind=kind,
+        business_line=business_line,
+        business_lines=None if principal.sees_all else principal.business_lines,
+        after=(after.kind, after.business_line, after.name) if after else None,
+        limit=limit + 1,
+    )
+    page, more = heads[:limit], len(heads) > limit
+    last = page[-1] if more else None
+    position = None
+    if last is not None:
+        position = _HeadPosition(kind=last.kind, business_line=last.business_line, name=last.name)
+    return ResourcesPage(
+        items=[ResourceOut.model_validate(head, from_attributes=True) for head in page],
+        next_cursor=encode_cursor(position),
+    )
+
+
+@router.get("/{kind}/{name}", responses=_READ_PROBLEMS, summary="Get a resource's newest version")
+async def get_resource(
+    kind: KindPath,
+    name: NamePath,
+    principal: Viewer,
+    resources: ResourcesDep,
+    business_line: LineQuery = None,
+) -> VersionOut:
+    """The newest version of a resource."""
+    head = await resource_head(resources, principal, kind, name, business_line)
+    found = await resources.get(kind, head.business_line, name, head.latest_version)
+    if found is None:
+        raise not_found(f"no {kind} {name}")
+    return _version_out(found, head)
+
+
+@router.get(
+    "/{kind}/{name}/versions", responses=_READ_PROBLEMS, summary="List a resource's versions"
+)
+async def list_versions(
+    kind: KindPath,
+    name: NamePath,
+    principal: Viewer,
+    resources: ResourcesDep,
+    business_line: LineQuery = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> VersionsPage:
+    """Every version of a resource, newest first."""
+    head = await resource_head(resources, principal, kind, name, business_line)
+    after = decode_cursor(cursor, _VersionPosition)
+    rows = await resources.version_page(
+        kind,
+        head.business_line,
+        name,
+        before_revision=after.revision if after else None,
+        limit=limit + 1,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    return VersionsPage(
+        kind=kind,
+        business_line=head.business_line,
+        name=name,
+        items=[
+            VersionSummary(
+                version=row.version,
+                revision=row.revision,
+                latest=row.version == head.latest_version,
+                created_by=row.created_by,
+                created_at=row.created_at,
+            )
+            for row in page
+        ],
+        next_cursor=encode_cursor(_VersionPosition(revision=page[-1].revision) if more else None),
+    )
+
+
+@router.get(
+    "/{kind}/{name}/versions/{version}",
+    responses=_READ_PROBLEMS,
+    summary="Get one version of a resource",
+)
+async def get_version(
+    kind: KindPath,
+    name: NamePath,
+    version: VersionRef,
+    principal: Viewer,
+    resources: ResourcesDep,
+    business_line: LineQuery = None,
+) -> VersionOut:
+    """One version of a resource, by content hash or revision number."""
+    head = await resource_head(resources, principal, kind, name, business_line)
+    return _version_out(await _version(resources, head, version), head)
+
+
+@router.get(
+    "/{kind}/{name}/diff", responses=_READ_PROBLEMS, summary="Diff two versions of a resource"
+)
+async def diff_versions(
+    kind: KindPath,
+    name: NamePath,
+    principal: Viewer,
+    resources: ResourcesDep,
+    from_: Annotated[
+        str,
+        Query(alias="from", min_length=1, max_length=32, description="hash or revision"),
+    ],
+    to: Annotated[
+        str | None,
+        Query(min_length=1, max_length=32, description="hash or revision; default: newest"),
+    ] = None,
+    business_line: LineQuery = None,
+) -> DiffOut:
+    """What changed from one version to another: a unified diff of their canonical YAML
+    and the list of changed paths."""
+    head = await resource_head(resources, principal, kind, name, business_line)
+    before = await _version(resources, head, from_)
+    after = await _version(resources, head, to or head.latest_version)
+
+    def label(row: ResourceVersion) -> str:
+        return f"{name}@{row.revision} ({row.version})"
+
+    return DiffOut(
+        kind=kind,
+        business_line=head.business_line,
+        name=name,
+        from_=DiffSide(version=before.version, revision=before.revision),
+        to=DiffSide(version=after.version, revision=after.revision),
+        unified=unified_diff(before.document, after.document, label(before), label(after)),
+        changes=changed_paths(before.document, after.document),
+    )
+
+
+async def resource_head(
+    resources: ResourceActivities,
+    principal: Principal,
+    kind: str,
+    name: str,
+    business_line: str | None,
+) -> Resource:
+    """The resource's head in the given (or the only visible) business line, else 404."""
+    missing = f"no {kind} {name}"
+    if business_line is not None:
+        visible(principal, business_line, kind, name)
+    heads = await resources.heads(
+        kind=kind,
+        name=name,
+        business_line=business_line,
+        business_lines=None if principal.sees_all else principal.business_lines,
+        limit=100,
+    )
+    if not heads:
+        raise not_found(missing if business_line is None else f"{missing} in {business_line}")
+    if len(heads) > 1:
+        lines = ", ".join(head.business_line for head in heads)
+        raise ApiProblem(
+            422,
+            "ambiguous-resource",
+            f"{kind} {name} is published in several business lines ({lines}); "
+            "name one with ?business_line=",
+        )
+    return heads[0]
+
+
+async def _version(resources: ResourceActivities, head: Resource, ref: str) -> ResourceVersion:
+    """A version by content hash, or by revision number when `ref` is all digits."""
+    if ref.isdigit():
+        found = await resources.by_revision(head.kind, head.business_line, head.name, int(ref))
+    else:
+        found = await resources.get(head.kind, head.business_line, head.name, ref)
+    if found is None:
+        raise not_found(f"{head.kind} {head.name} has no version {ref}")
+    return found
+
+
+def _version_out(row: ResourceVersion, head: Resource) -> VersionOut:
+    return VersionOut(
+        kind=row.kind,
+        business_line=row.business_line,
+        name=row.name,
+        version=row.version,
+        revision=row.revision,
+        latest=row.version == head.latest_version,
+        document=row.document,
+        plan=row.plan,
+        source=row.source,
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
