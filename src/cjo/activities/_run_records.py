@@ -12,7 +12,7 @@ local activities that would otherwise precede each send, grant and wait.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -123,6 +123,11 @@ async def campaign_holds(
     rows = await connection.execute(
         text("SELECT id, state FROM campaigns WHERE id = ANY(:ids)"), {"ids": ids}
     )
+    return holds_of(rows)
+
+
+def holds_of(rows: Iterable[Any]) -> dict[str, Hold]:
+    """(campaign id, state) rows -> the paused and stopped ones, as their hold."""
     return {
         str(campaign_id): _HOLDING_STATES[state]
         for campaign_id, state in rows

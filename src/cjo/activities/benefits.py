@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
@@ -48,13 +47,12 @@ from cjo.activities._run_records import (
     Hold,
     RunWrite,
     StepRecord,
-    campaign_holds,
+    holds_of,
     run_write,
     write_runs,
 )
 from cjo.dsl import BenefitSpec
 from cjo.store.db import SessionFactory
-from cjo.store.schema import BenefitLedger
 
 __all__ = [
     "BenefitActivities",
@@ -91,14 +89,13 @@ class BenefitActivities:
         unique = _first_by_key(batch.requests)
         async with self._sessions() as session, session.begin():
             connection = await session.connection()
-            holds = await campaign_holds(connection, [r.run.campaign_id for r in unique if r.run])
+            holds = await _open_ledgers(connection, unique)
             outcomes = {
                 r.key: _held(r, hold)
                 for r in unique
                 if r.run is not None and (hold := holds.get(r.run.campaign_id or "")) is not None
             }
             active = [request for request in unique if request.key not in outcomes]
-            await _open_ledgers(connection, active)
             # Same-key requests share a user, so this lock also serialises retries of one key;
             # a key decided before (a retry) answers with its recorded result.
             for parts in sorted({(r.business_line, r.benefit, r.user_id) for r in active}):
@@ -243,15 +240,33 @@ class BenefitActivities:
         return [outcomes[r.key] for r in requests]
 
 
-async def _open_ledgers(connection: AsyncConnection, requests: Iterable[GrantRequest]) -> None:
-    """Create missing ledger rows. A new row is locked until this transaction ends, but
-    every grant of that benefit waits for its ledger row anyway."""
-    rows = [
-        {"business_line": line, "benefit": name, "units_granted": 0, "value_granted": 0}
-        for line, name in sorted({(r.business_line, r.benefit) for r in requests})
-    ]
-    if rows:
-        await connection.execute(pg_insert(BenefitLedger).values(rows).on_conflict_do_nothing())
+async def _open_ledgers(
+    connection: AsyncConnection, requests: Sequence[GrantRequest]
+) -> dict[str, Hold]:
+    """Create missing ledger rows, and answer which requests' campaigns hold them: one
+    round trip. A new ledger row is locked until this transaction ends, but every grant of
+    that benefit waits for its ledger row anyway."""
+    pairs = sorted({(r.business_line, r.benefit) for r in requests})
+    campaign_ids = sorted({r.run.campaign_id for r in requests if r.run and r.run.campaign_id})
+    rows = await connection.execute(
+        _OPEN_LEDGERS,
+        {
+            "lines": [line for line, _ in pairs],
+            "benefits": [name for _, name in pairs],
+            "campaigns": campaign_ids,
+        },
+    )
+    return holds_of(rows)
+
+
+_OPEN_LEDGERS = text(
+    "WITH opened AS ("
+    " INSERT INTO benefit_ledgers (business_line, benefit, units_granted, value_granted)"
+    " SELECT line, benefit, 0, 0"
+    " FROM unnest(CAST(:lines AS text[]), CAST(:benefits AS text[])) AS t(line, benefit)"
+    " ON CONFLICT DO NOTHING)"
+    " SELECT id, state FROM campaigns WHERE id = ANY(CAST(:campaigns AS text[]))"
+)
 
 
 def _held(request: GrantRequest, hold: Hold) -> GrantOutcome:

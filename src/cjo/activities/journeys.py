@@ -12,19 +12,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 
 from cjo.activities._base import utc
 from cjo.activities._run_records import (
     RunRecords,
     StepRecord,
-    campaign_holds,
     write_step_records,
 )
-from cjo.activities.profiles import UserProfile, load_profiles
+from cjo.activities.profiles import CONTEXT_SELECT, UserProfile
 from cjo.store.db import SessionFactory
-from cjo.store.schema import Campaign, Enrolment
+from cjo.store.schema import Campaign
 
 __all__ = [
     "CampaignStateInput",
@@ -92,6 +90,19 @@ class CampaignStateResult(_Model):
     state: str | None
 
 
+# The entry (once per run), the campaign's state and the profile: one round trip.
+_ENTER = text(
+    "WITH entered AS ("
+    " INSERT INTO enrolments (run_key, workflow_id, campaign_id, business_line, journey,"
+    " plan_version, user_id, entry_key, holdout, status, entered_at)"
+    " VALUES (:run_key, :workflow_id, :campaign_id, :business_line, :journey, :plan_version,"
+    " :user_id, :entry_key, :holdout, 'active', :entered_at)"
+    " ON CONFLICT (run_key) DO NOTHING)"
+    " SELECT (SELECT state FROM campaigns WHERE id = :campaign_id) AS campaign_state,"
+    f" (SELECT row_to_json(x) FROM ({CONTEXT_SELECT}) AS x) AS profile"
+)
+
+
 class JourneyActivities:
     """Enrolments and the step log, on the database."""
 
@@ -103,32 +114,30 @@ class JourneyActivities:
         """Record the entry (once per run) and load what the run needs to start."""
         async with self._sessions() as session, session.begin():
             connection = await session.connection()
-            await connection.execute(
-                insert(Enrolment)
-                .values(
-                    run_key=data.run_key,
-                    workflow_id=data.workflow_id,
-                    campaign_id=data.campaign_id,
-                    business_line=data.business_line,
-                    journey=data.journey,
-                    plan_version=data.plan_version,
-                    user_id=data.user_id,
-                    entry_key=data.entry_key,
-                    holdout=data.holdout,
-                    status="active",
-                    entered_at=utc(data.at),
+            row = (
+                await connection.execute(
+                    _ENTER,
+                    {
+                        "run_key": data.run_key,
+                        "workflow_id": data.workflow_id,
+                        "campaign_id": data.campaign_id,
+                        "business_line": data.business_line,
+                        "journey": data.journey,
+                        "plan_version": data.plan_version,
+                        "user_id": data.user_id,
+                        "entry_key": data.entry_key,
+                        "holdout": data.holdout,
+                        "entered_at": utc(data.at),
+                        "ids": [data.user_id],
+                    },
                 )
-                .on_conflict_do_nothing(index_elements=["run_key"])
-            )
-            # One transaction for the entry, the campaign's state and the profile.
-            holds = await campaign_holds(connection, [data.campaign_id])
-            profiles = await load_profiles(connection, [data.user_id])
+            ).one()
         state = None
         if data.campaign_id is not None:
-            state = {"held": "paused", "stopped": "stopped"}.get(
-                holds.get(data.campaign_id, ""), "running"
-            )
-        return EnterJourneyResult(profile=profiles.get(data.user_id), campaign_state=state)
+            # A campaign that is gone is treated as running: its runs were started for it.
+            state = row.campaign_state if row.campaign_state in ("paused", "stopped") else "running"
+        profile = UserProfile.model_validate(row.profile) if row.profile is not None else None
+        return EnterJourneyResult(profile=profile, campaign_state=state)
 
     @activity.defn(name="journeys.record")
     async def record(self, data: RecordStepsInput) -> None:

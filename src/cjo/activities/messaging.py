@@ -34,19 +34,18 @@ from cjo.activities._contact_rules import (
     user_zone,
 )
 from cjo.activities._outbox_store import (
-    consents_by_user,
     contacts_since,
     insert_messages,
     log_contacts,
     messages_by_key,
-    profiles_by_id,
+    send_context,
 )
 from cjo.activities._run_records import (
     Hold,
     RunRecords,
     RunWrite,
     StepRecord,
-    campaign_holds,
+    holds_of,
     run_write,
     write_runs,
 )
@@ -172,20 +171,10 @@ class MessagingActivities:
         for start in range(0, len(requests), REQUESTS_PER_TRANSACTION):
             chunk = requests[start : start + REQUESTS_PER_TRANSACTION]
             async with self._sessions() as session, session.begin():
+                decided = await _decide_chunk(session, chunk)
                 connection = await session.connection()
-                holds = await campaign_holds(
-                    connection, [r.run.campaign_id for r in chunk if r.run is not None]
-                )
-                active = [r for r in chunk if _hold(r, holds) is None]
-                decided = iter(await _decide_chunk(session, active) if active else [])
-                for request in chunk:
-                    hold = _hold(request, holds)
-                    decisions.append(
-                        next(decided)
-                        if hold is None
-                        else SendDecision(key=request.key, outcome=hold)
-                    )
-                await write_runs(connection, _run_writes(chunk, decisions[start:]), move=True)
+                await write_runs(connection, _run_writes(chunk, decided), move=True)
+                decisions.extend(decided)
         return SendMessageResult(results=decisions)
 
 
@@ -243,9 +232,9 @@ async def _decide_chunk(
     for business_line, user_id in sorted({(r.business_line, r.user_id) for r in requests}):
         await lock(session, business_line, user_id)
     user_ids = sorted({r.user_id for r in requests})
-    recorded = await messages_by_key(session, [r.key for r in requests])
-    profiles = await profiles_by_id(session, user_ids)
-    consents = await consents_by_user(session, user_ids)
+    campaign_ids = sorted({r.run.campaign_id for r in requests if r.run and r.run.campaign_id})
+    context = await send_context(session, [r.key for r in requests], user_ids, campaign_ids)
+    recorded, profiles, consents = context.recorded, context.profiles, context.consents
     contacts = await contacts_since(
         session,
         user_ids=user_ids,
@@ -253,9 +242,14 @@ async def _decide_chunk(
         since=_earliest_counted(requests),
     )
 
+    holds = holds_of(context.campaigns)
     fresh: list[Message] = []
-    outcomes: list[Message | datetime] = []
+    outcomes: list[Message | datetime | Hold] = []
     for request in requests:
+        hold = _hold(request, holds)
+        if hold is not None:
+            outcomes.append(hold)  # a paused or stopped campaign: decide nothing now
+            continue
         row = recorded.get(request.key)
         if row is None:
             person = (request.business_line, request.user_id)
@@ -438,7 +432,9 @@ def _counts_as_contact(row: Message) -> bool:
     return row.marketing and row.status == PENDING
 
 
-def _decision(request: SendRequest, outcome: Message | datetime) -> SendDecision:
+def _decision(request: SendRequest, outcome: Message | datetime | Hold) -> SendDecision:
+    if isinstance(outcome, str):
+        return SendDecision(key=request.key, outcome=outcome)
     if isinstance(outcome, datetime):
         return SendDecision(key=request.key, outcome="delay", until=outcome)
     return SendDecision(

@@ -432,8 +432,8 @@ _INGEST = text(
     """
 )
 
-_CONTEXT = text(
-    """
+# A profile as expressions see it (with its consents), for the users in `:ids`.
+CONTEXT_SELECT = """
     SELECT p.id, p.name, p.phone, p.email, p.locale, p.timezone, p.birthday, p.created_at,
            p.lifecycle, p.tags, p.attrs, p.addresses,
            COALESCE(c.consents, '{}'::jsonb) AS consents
@@ -443,5 +443,5 @@ _CONTEXT = text(
         FROM consents WHERE user_id = p.id
     ) AS c ON true
     WHERE p.id = ANY(CAST(:ids AS text[]))
-    """
-)
+"""
+_CONTEXT = text(CONTEXT_SELECT)
