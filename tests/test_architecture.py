@@ -19,6 +19,7 @@ ENTRY_MODULES = {
     "worker",
     "cli",
     "_cli_tokens",
+    "_cli_client",
     "demo",
     "dev",
     "simulate",

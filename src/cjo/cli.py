@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from cjo._cli_client import apply_command, campaign_group, event_command
 from cjo._cli_tokens import token_group
 from cjo.activities.catalog import default_registry
 from cjo.dsl import (
@@ -373,6 +374,9 @@ def dev_command(port: int) -> None:
 
 
 cli.add_command(token_group)
+cli.add_command(apply_command)
+cli.add_command(campaign_group)
+cli.add_command(event_command)
 
 
 def main() -> None:

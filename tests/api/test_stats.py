@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import yaml
 
 from cjo.activities.campaigns import CampaignActivities
 from cjo.activities.journeys import (
@@ -22,6 +23,7 @@ from cjo.activities.journeys import (
 )
 from cjo.store.db import SessionFactory
 from tests.api.support import publish
+from tests.workflows.support import EXAMPLES
 
 START = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
@@ -129,6 +131,10 @@ async def test_stats_follow_the_counting_rules(
         "still_dormant",
         "mark_reactivated",
     }
+    # In the order the journey lists them, not the order of the Plan's (jsonb) keys.
+    document = yaml.safe_load_all((EXAMPLES / "dormant_savers.yaml").read_text("utf-8"))
+    spec = next(d["spec"] for d in document if d and d.get("kind") == "Journey")
+    assert list(steps) == [step["id"] for step in spec["steps"]]
     assert steps["message_test"] == {
         "entered": 2,
         "waiting": 0,

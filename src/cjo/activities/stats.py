@@ -363,18 +363,21 @@ def lift(
     )
 
 
-# One row per step of the pinned journey; one row with a null step when the campaign
-# exists but its journey version is gone, so "unknown campaign" stays distinguishable.
+# One row per step of the pinned journey, in the order the journey lists them (the Plan's
+# `steps` is a JSON object, whose keys jsonb sorts; the document's list keeps the order);
+# one row with a null step when the campaign exists but its journey version is gone, so
+# "unknown campaign" stays distinguishable.
 _PLAN_STEPS = text(
     """
-    SELECT steps.step_id
+    SELECT steps.step ->> 'id' AS step_id
     FROM campaigns AS c
     LEFT JOIN resource_versions AS v
         ON v.kind = 'Journey' AND v.business_line = c.business_line
         AND v.name = c.journey AND v.version = c.journey_version
-    LEFT JOIN LATERAL jsonb_object_keys(COALESCE(v.plan -> 'steps', '{}'::jsonb))
-        AS steps(step_id) ON true
+    LEFT JOIN LATERAL jsonb_array_elements(COALESCE(v.document -> 'spec' -> 'steps', '[]'))
+        WITH ORDINALITY AS steps(step, position) ON true
     WHERE c.id = :campaign
+    ORDER BY steps.position
     """
 )
 
