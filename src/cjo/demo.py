@@ -235,13 +235,16 @@ async def live() -> None:
 
 
 def show_deliveries(delivered: Delivered) -> None:
-    click.secho("\n== 5. What the (stand-in) channel providers received", bold=True)
+    click.secho("\n== 6. What the (stand-in) channel providers received", bold=True)
     for channel, count in sorted(delivered.by_channel.items()):
         sample = delivered.samples.get(channel, "")
         click.echo(f"   {channel:<8}{count:>6}   e.g. {sample[:70]!r}")
     click.echo(
         f"   retries of a message already taken: {delivered.repeats}; "
         f"requests with a bad signature: {delivered.bad_signatures}"
+    )
+    click.echo(
+        "   (messages the outbox still held from earlier runs on this stack are delivered too)"
     )
 
 
