@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/segments.py
 	$(BIN)/python bench/journeys.py
 	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/api.py
 
 # Regenerates the committed JSON Schema that editors point at.
 schema: $(STAMP)

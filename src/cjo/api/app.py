@@ -22,6 +22,7 @@ from cjo.api._limits import BodyLimitMiddleware, RateLimiter
 from cjo.api.audit import AuditMiddleware
 from cjo.api.auth import GuardMiddleware
 from cjo.api.deps import ApiState
+from cjo.api.openapi import install_openapi
 from cjo.api.problems import install_problem_handlers
 from cjo.api.routes.audit import router as audit_router
 from cjo.api.routes.benefits import router as benefits_router
@@ -108,6 +109,7 @@ def create_app(
         audit_router,
     ):
         app.include_router(router)
+    install_openapi(app)
     return app
 
 

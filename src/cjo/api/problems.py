@@ -7,6 +7,8 @@ Errors::
 
 Request validation errors (bad JSON, a wrong field) become a 422 problem listing each
 field's error; Starlette's own HTTP errors (unknown path, wrong method) keep their status.
+A value the database refuses to store (PostgreSQL's "data exception": a NUL character in
+a text, a number out of range) came with the request, so it is a 422 too, not a 500.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
 from cjo.dsl import Diagnostic
@@ -55,7 +58,34 @@ class DiagnosticOut(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details, with CJO's extension members when they apply."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:cjo:problem:not-found",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "no campaign 4c1d9e0b2a7f4e31",
+                    "instance": "/v1/campaigns/4c1d9e0b2a7f4e31",
+                },
+                {
+                    "type": "urn:cjo:problem:invalid-request",
+                    "title": "Invalid request",
+                    "status": 422,
+                    "detail": "body.events.0.ts: Field required",
+                    "instance": "/v1/events",
+                    "errors": [
+                        {
+                            "field": "body.events.0.ts",
+                            "message": "Field required",
+                            "type": "missing",
+                        }
+                    ],
+                },
+            ]
+        },
+    )
 
     type: str = "about:blank"
     title: str
@@ -145,6 +175,20 @@ async def _on_http_error(request: Request, error: Exception) -> JSONResponse:
     return response
 
 
+async def _on_unstorable_value(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DataError)
+    # The driver's first line names the problem without the statement or its parameters.
+    reason = str(error.orig).split("\n", 1)[0] if error.orig is not None else "invalid value"
+    log.info("value refused by the database", path=request.url.path, reason=reason)
+    problem = Problem(
+        type=PROBLEM_BASE + "invalid-value",
+        title="Invalid value",
+        status=422,
+        detail=f"a value in the request cannot be stored: {reason}",
+    )
+    return problem_response(problem, request.url.path)
+
+
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
     log.error("unhandled error", path=request.url.path, exc_info=error)
     problem = Problem(
@@ -159,6 +203,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiProblem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_invalid_request)
     app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(DataError, _on_unstorable_value)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

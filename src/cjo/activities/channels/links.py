@@ -37,7 +37,9 @@ def link_signature(secret: str, message_id: str, index: int) -> str:
 
 
 def link_signature_ok(secret: str, message_id: str, index: int, signature: str) -> bool:
-    return hmac.compare_digest(link_signature(secret, message_id, index), signature)
+    # As bytes: compare_digest refuses str with non-ASCII characters (a mangled link's).
+    expected = link_signature(secret, message_id, index)
+    return hmac.compare_digest(expected.encode(), signature.encode())
 
 
 class LinkTracker:

@@ -43,4 +43,5 @@ def verify(
     if abs(now - int(timestamp)) > tolerance:
         return False
     # compare_digest: the time taken must not tell an attacker how much of it was right.
-    return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
+    # As bytes: it refuses str with non-ASCII characters, which a header may carry.
+    return hmac.compare_digest(sign(secret, int(timestamp), body).encode(), signature.encode())

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from cjo.activities.audit_trail import AuditQueryInput, AuditTrail
 from cjo.api.auth import Principal, require
@@ -32,11 +32,44 @@ class AuditEntryOut(BaseModel):
 
 
 class AuditPageOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": 1042,
+                            "at": "2026-11-26T09:20:00Z",
+                            "actor": "key_9f8e7d6c5b4a3f2e",
+                            "role": "approver",
+                            "business_line": "retail",
+                            "action": "campaigns.approve",
+                            "target": "campaign/4c1d9e0b2a7f4e31",
+                            "request_id": "0b7c5e2f9a4d4c61a3e8f1d2c4b6a890",
+                            "status": 200,
+                            "before_hash": "3a7bd3e2360a3d29eea436fcfb7e44c7"
+                            "35d117c42d1c1835420b6b9942dd4f1b",
+                            "after_hash": "9c56cc51b374c3ba189210d5b6d4bf57"
+                            "790d351c96c47c02190ecf1e430635ab",
+                            "detail": {
+                                "method": "POST",
+                                "path": "/v1/campaigns/4c1d9e0b2a7f4e31/approve",
+                                "principal": "risk desk",
+                                "approval": {"journey_version": "9f2c4e1a7b3d5c60"},
+                            },
+                        }
+                    ],
+                    "next_cursor": "1042",
+                }
+            ]
+        }
+    )
+
     items: list[AuditEntryOut]
     next_cursor: str | None
 
 
-@router.get("", responses=problem_responses(401, 403, 422))
+@router.get("", summary="Read the audit log", responses=problem_responses(401, 403, 422))
 async def list_audit(
     principal: Annotated[Principal, require("admin")],
     sessions: SessionsDep,

@@ -106,6 +106,10 @@ class GrantOut(GrantView):
 
 
 class GrantsPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_GRANT_EXAMPLE], "next_cursor": None}]}
+    )
+
     items: list[GrantOut]
     next_cursor: str | None
 

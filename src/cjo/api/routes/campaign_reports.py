@@ -19,7 +19,13 @@ from cjo.api.auth import Principal, require, visible
 from cjo.api.deps import CampaignsDep, StatsDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from cjo.api.problems import not_found, problem_responses
-from cjo.api.routes.campaigns import CampaignId, CampaignOut, campaign_out, visible_campaign
+from cjo.api.routes.campaigns import (
+    CAMPAIGN_EXAMPLE,
+    CampaignId,
+    CampaignOut,
+    campaign_out,
+    visible_campaign,
+)
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 Viewer = Annotated[Principal, require("viewer")]
@@ -27,6 +33,10 @@ STATES: tuple[str, ...] = get_args(CampaignState)
 
 
 class CampaignsPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [CAMPAIGN_EXAMPLE], "next_cursor": None}]}
+    )
+
     items: list[CampaignOut]
     next_cursor: str | None
 

@@ -99,6 +99,26 @@ STATS_EXAMPLE: dict[str, Any] = {
 }
 
 
+CAMPAIGN_EXAMPLE: dict[str, Any] = {
+    "id": "4c1d9e0b2a7f4e31",
+    "business_line": "retail",
+    "journey": "dormant-savers-reactivation",
+    "journey_version": "9f2c4e1a7b3d5c60",
+    "state": "submitted",
+    "created_by": "key_1a2b3c4d5e6f7a8b",
+    "settings": {"rate_per_second": 50.0},
+    "created_at": "2026-11-26T09:00:00Z",
+    "updated_at": "2026-11-26T09:05:00Z",
+    "launched_at": None,
+    "ended_at": None,
+    "submitted_by": "key_1a2b3c4d5e6f7a8b",
+    "submitted_at": "2026-11-26T09:05:00Z",
+    "audience_size": 152340,
+    "approvals_required": 2,
+    "live": None,
+}
+
+
 class CampaignCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -133,30 +153,7 @@ class CampaignLive(BaseModel):
 class CampaignOut(BaseModel):
     """A campaign. `audience_size` and `approvals_required` are set when it is submitted."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "4c1d9e0b2a7f4e31",
-                    "business_line": "retail",
-                    "journey": "dormant-savers-reactivation",
-                    "journey_version": "9f2c4e1a7b3d5c60",
-                    "state": "submitted",
-                    "created_by": "key_1a2b3c4d5e6f7a8b",
-                    "settings": {"rate_per_second": 50.0},
-                    "created_at": "2026-11-26T09:00:00Z",
-                    "updated_at": "2026-11-26T09:05:00Z",
-                    "launched_at": None,
-                    "ended_at": None,
-                    "submitted_by": "key_1a2b3c4d5e6f7a8b",
-                    "submitted_at": "2026-11-26T09:05:00Z",
-                    "audience_size": 152340,
-                    "approvals_required": 2,
-                    "live": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [CAMPAIGN_EXAMPLE]})
 
     id: str
     business_line: str

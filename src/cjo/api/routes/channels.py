@@ -58,11 +58,40 @@ class ReceiptIn(_In):
 
 
 class ReceiptBatch(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "reports": [
+                        {
+                            "message_id": "m-7c2e9a41d0b3",
+                            "status": "delivered",
+                            "at": "2026-11-26T09:00:05Z",
+                            "provider_ref": "smsgw-88213",
+                            "report_id": "dlr-88213-1",
+                        },
+                        {
+                            "message_id": "m-3f81b07e5a2c",
+                            "status": "failed",
+                            "detail": {"code": "UNDELIVERABLE"},
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
     reports: list[ReceiptIn]
 
 
 class ReceiptsOut(BaseModel):
     """`unknown`: ids of no message, or of a message not this provider's on this channel."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"recorded": 2, "duplicates": 0, "unknown": 0, "events": 2}]
+        }
+    )
 
     recorded: int
     duplicates: int
@@ -78,12 +107,31 @@ class ReplyIn(_In):
 
 
 class ReplyBatch(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "replies": [
+                        {"from": "13800000001", "text": "TD", "at": "2026-11-26T10:02:00Z"},
+                        {"from": "13900000002", "text": "好的，谢谢", "id": "mo-55120"},
+                    ]
+                }
+            ]
+        }
+    )
+
     replies: list[ReplyIn]
 
 
 class RepliesOut(BaseModel):
     """`opt_outs`: replies that were an opt-out keyword; `revoked`: users whose SMS consent
     they withdrew; `unmatched`: replies from a number no profile has."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"received": 2, "opt_outs": 1, "revoked": 1, "unmatched": 0}]
+        }
+    )
 
     received: int
     opt_outs: int
@@ -108,7 +156,32 @@ def _body_of(model: type[BaseModel]) -> dict[str, Any]:
         return node
 
     content = {"application/json": {"schema": inline(schema)}}
-    return {"requestBody": {"required": True, "content": content}}
+    return {
+        "requestBody": {"required": True, "content": content},
+        "parameters": _SIGNATURE_PARAMETERS,
+    }
+
+
+# Read by `_signed_body`, not by FastAPI: listed here so that the document names them.
+_SIGNATURE_PARAMETERS = [
+    {
+        "name": TIMESTAMP_HEADER,
+        "in": "header",
+        "required": True,
+        "description": "Unix seconds when the provider signed the callback (at most 5 minutes old)",
+        "schema": {"type": "string"},
+        "example": "1795683605",
+    },
+    {
+        "name": SIGNATURE_HEADER,
+        "in": "header",
+        "required": True,
+        "description": "`sha256=` and the hex HMAC-SHA256, keyed with the provider's secret, "
+        "of `<timestamp>.<raw body>`",
+        "schema": {"type": "string"},
+        "example": "sha256=5d41402abc4b2a76b9719d911017c592f1b3a8e0c4d5e6f708192a3b4c5d6e7f",
+    },
+]
 
 
 async def _signed_body(
@@ -158,6 +231,7 @@ def _routing(
 
 @router.post(
     "/{channel}/receipts",
+    summary="Receive delivery reports (provider callback)",
     openapi_extra=_body_of(ReceiptBatch),
     responses=problem_responses(401, 413, 422, 503),
 )
@@ -213,6 +287,7 @@ async def post_receipts(
 
 @router.post(
     "/sms/replies",
+    summary="Receive inbound SMS replies (provider callback)",
     openapi_extra=_body_of(ReplyBatch),
     responses=problem_responses(401, 413, 422),
 )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from cjo.activities.journey_models import RoutedEvent
 from cjo.activities.profiles import EventInput, IngestEventsInput
@@ -26,17 +26,49 @@ log = get_logger(__name__)
 
 
 class EventBatch(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "id": "core-banking/evt-000918273",
+                            "user_id": "u-10293",
+                            "name": "card_activated",
+                            "props": {"card_tier": "gold", "channel": "app"},
+                            "ts": "2026-11-26T09:15:00+08:00",
+                        },
+                        {
+                            "id": "core-banking/evt-000918274",
+                            "user_id": "u-10294",
+                            "name": "login",
+                            "props": {},
+                            "ts": "2026-11-26T09:15:04+08:00",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
     events: list[EventInput]
 
 
 class EventsAccepted(BaseModel):
     """`duplicates`: events whose id was seen before (in this batch or earlier)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"accepted": 2, "duplicates": 0}]})
+
     accepted: int
     duplicates: int
 
 
-@router.post("", status_code=202, responses=problem_responses(413, 422))
+@router.post(
+    "",
+    status_code=202,
+    summary="Send customer events",
+    responses=problem_responses(403, 413, 422),
+)
 async def post_events(
     _principal: Annotated[Principal, require("operator")],
     audit: AuditDep,
@@ -46,7 +78,12 @@ async def post_events(
     routing: RoutingDep,
     background: BackgroundTasks,
 ) -> EventsAccepted:
-    """Up to 1,000 events (`max_batch`); answered once they are stored, routed right after."""
+    """Up to 1,000 events (`max_batch`); answered once they are stored, routed right after.
+
+    Each event is stored once per `id` (the sender's own, its deduplication key): a repeat,
+    in this batch or an earlier one, counts as a duplicate and is not routed again. Routing
+    starts event-triggered journeys and reaches runs that wait for the event.
+    """
     limit = state.settings.max_batch
     if len(batch.events) > limit:
         raise too_large(f"{len(batch.events)} events; the limit is {limit} a request")

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from temporalio.client import Client
 
@@ -23,22 +23,35 @@ OK = "ok"
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: Literal["ok"] = "ok"
 
 
 class Readiness(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}]
+        }
+    )
+
     status: Literal["ready"] = "ready"
     checks: dict[str, str]
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness")
 async def healthz() -> Health:
+    """The process answers; nothing else is checked (no database, no Temporal)."""
     return Health()
 
 
-@router.get("/readyz", responses=problem_responses(503))
+@router.get(
+    "/readyz",
+    summary="Readiness: the database and Temporal are reachable",
+    responses=problem_responses(503),
+)
 async def readyz(state: StateDep) -> Readiness:
-    """`checks` says, per part, `ok` or what went wrong."""
+    """`checks` says, per part, `ok` or what went wrong; 503 when a part is not ok."""
     database, temporal = await asyncio.gather(
         _check_database(state.sessions), _check_temporal(state.temporal)
     )

@@ -27,9 +27,10 @@ log = get_logger(__name__)
 
 @router.get(
     "/r/{message_id}/{index}",
+    summary="Follow a tracked link",
     status_code=302,
     response_class=RedirectResponse,
-    responses=problem_responses(404),
+    responses=problem_responses(404, 422),
 )
 async def follow_link(
     message_id: Annotated[str, Path(min_length=1, max_length=64)],

@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cjo.activities.channels.feedback import DeliveryFeedback
 from cjo.activities.channels.message_centre import (
@@ -41,8 +41,45 @@ Cursor = Annotated[str | None, Query(max_length=1024)]
 Viewer = Annotated[Principal, require("viewer")]
 
 
+_INBOX_ITEM_EXAMPLE: dict[str, Any] = {
+    "id": "m-7c2e9a41d0b3",
+    "journey": "card-activation",
+    "step": "welcome_inbox",
+    "template": "card-welcome-inbox",
+    "subject": "您的新卡已寄出",
+    "body": "激活后首笔消费返现 20 元。",
+    "html": None,
+    "created_at": "2026-11-26T09:00:00Z",
+    "sent_at": "2026-11-26T09:00:02Z",
+    "read": False,
+    "read_at": None,
+}
+_MESSAGE_EXAMPLE: dict[str, Any] = {
+    "id": "m-3f81b07e5a2c",
+    "channel": "sms",
+    "status": "suppressed",
+    "reason": "quiet_hours",
+    "marketing": True,
+    "template": "card-activation-sms",
+    "journey": "card-activation",
+    "step": "remind_sms",
+    "subject": None,
+    "body": None,
+    "created_at": "2026-11-26T14:00:00Z",
+    "not_before": None,
+    "sent_at": None,
+    "read_at": None,
+}
+
+
 class InboxOut(BaseModel):
     """`unread`: how many of the user's inbox messages are unread, on every page."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [_INBOX_ITEM_EXAMPLE], "next_cursor": None, "unread": 1}]
+        }
+    )
 
     items: list[InboxItem]
     next_cursor: str | None
@@ -50,17 +87,31 @@ class InboxOut(BaseModel):
 
 
 class MessagesOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_MESSAGE_EXAMPLE], "next_cursor": None}]}
+    )
+
     items: list[UserMessage]
     next_cursor: str | None
 
 
 class ReadOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"id": "m-7c2e9a41d0b3", "read": True, "read_at": "2026-11-26T12:30:00Z"}]
+        }
+    )
+
     id: str
     read: bool
     read_at: datetime
 
 
-@router.get("/{user_id}/inbox", responses=problem_responses(404, 422))
+@router.get(
+    "/{user_id}/inbox",
+    summary="List a user's message-centre items",
+    responses=problem_responses(404, 422),
+)
 async def get_inbox(
     principal: Viewer,
     user_id: UserIdPath,
@@ -86,7 +137,11 @@ async def get_inbox(
     )
 
 
-@router.post("/{user_id}/inbox/{message_id}/read", responses=problem_responses(404))
+@router.post(
+    "/{user_id}/inbox/{message_id}/read",
+    summary="Mark an inbox message read",
+    responses=problem_responses(403, 404, 422),
+)
 async def read_inbox_message(
     principal: Annotated[Principal, require("operator")],
     audit: AuditDep,
@@ -116,7 +171,11 @@ async def read_inbox_message(
     return ReadOut(id=message_id, read=True, read_at=result.read_at)
 
 
-@router.get("/{user_id}/messages", responses=problem_responses(404, 422))
+@router.get(
+    "/{user_id}/messages",
+    summary="List a user's messages on every channel",
+    responses=problem_responses(404, 422),
+)
 async def get_messages(
     principal: Viewer,
     user_id: UserIdPath,

@@ -41,24 +41,21 @@ _SEGMENT_DOCUMENT: dict[str, Any] = {
 }
 
 
+_RESOURCE_EXAMPLE: dict[str, Any] = {
+    "kind": "Segment",
+    "business_line": "retail",
+    "name": "big-savers",
+    "latest_version": "5b0e1c7d9a2f3e41",
+    "revisions": 2,
+    "created_at": "2026-11-20T08:00:00Z",
+    "updated_at": "2026-11-20T08:00:00Z",
+}
+
+
 class ResourceOut(BaseModel):
     """A resource's head: its newest version and how many it has had."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "kind": "Segment",
-                    "business_line": "retail",
-                    "name": "big-savers",
-                    "latest_version": "5b0e1c7d9a2f3e41",
-                    "revisions": 2,
-                    "created_at": "2026-11-20T08:00:00Z",
-                    "updated_at": "2026-11-20T08:00:00Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_RESOURCE_EXAMPLE]})
 
     kind: str
     business_line: str
@@ -70,6 +67,12 @@ class ResourceOut(BaseModel):
 
 
 class ResourcesPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [_RESOURCE_EXAMPLE], "next_cursor": "eyJraW5kIjoiU2VnbWVudCJ9"}]
+        }
+    )
+
     items: list[ResourceOut]
     next_cursor: str | None
 
@@ -84,6 +87,35 @@ class VersionSummary(BaseModel):
 
 class VersionsPage(BaseModel):
     """Newest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "Segment",
+                    "business_line": "retail",
+                    "name": "big-savers",
+                    "items": [
+                        {
+                            "version": "5b0e1c7d9a2f3e41",
+                            "revision": 2,
+                            "latest": True,
+                            "created_by": "key_1a2b3c4d5e6f7a8b",
+                            "created_at": "2026-11-20T08:00:00Z",
+                        },
+                        {
+                            "version": "1d2c3b4a5f6e7d80",
+                            "revision": 1,
+                            "latest": False,
+                            "created_by": "key_1a2b3c4d5e6f7a8b",
+                            "created_at": "2026-11-02T08:00:00Z",
+                        },
+                    ],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
 
     kind: str
     business_line: str

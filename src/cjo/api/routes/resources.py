@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from cjo.api._limits import MAX_BUNDLE_BYTES
 from cjo.api.audit import AuditDep
@@ -18,16 +18,62 @@ router = APIRouter(prefix="/v1/resources", tags=["resources"])
 YAML_TYPES = frozenset(
     {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 )
+_BUNDLE_EXAMPLE = """\
+apiVersion: cjo/v1
+kind: Segment
+metadata:
+  name: big-savers
+  businessLine: retail
+spec:
+  match:
+    all:
+      - attr: aum
+        gte: 50000
+"""
 _YAML_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "a YAML bundle: one or more documents separated by `---`",
-        "content": {kind: {"schema": {"type": "string"}} for kind in sorted(YAML_TYPES)},
+        "content": {
+            kind: {"schema": {"type": "string"}, "example": _BUNDLE_EXAMPLE}
+            for kind in sorted(YAML_TYPES)
+        },
     }
+}
+_WARNING_EXAMPLE: dict[str, Any] = {
+    "severity": "warning",
+    "code": "W203",
+    "message": "step 'reminder' is never reached",
+    "file": "retail.yaml",
+    "line": 41,
+    "column": 7,
+    "path": "spec.steps[4].id",
 }
 
 
 class ValidateResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"valid": True, "diagnostics": []},
+                {
+                    "valid": False,
+                    "diagnostics": [
+                        {
+                            "severity": "error",
+                            "code": "E220",
+                            "message": "unknown Segment 'vip-clients' in business line 'retail'",
+                            "file": "<request>",
+                            "line": 9,
+                            "column": 18,
+                            "path": "spec.match.all[0].segment",
+                        }
+                    ],
+                },
+            ]
+        }
+    )
+
     valid: bool
     diagnostics: list[DiagnosticOut]
 
@@ -43,6 +89,34 @@ class AppliedOut(BaseModel):
 
 class ApplyResponse(BaseModel):
     """What was applied, with any warnings (errors answer 422 and apply nothing)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "applied": [
+                        {
+                            "kind": "Segment",
+                            "name": "big-savers",
+                            "business_line": "retail",
+                            "version": "5b0e1c7d9a2f3e41",
+                            "revision": 2,
+                            "changed": True,
+                        },
+                        {
+                            "kind": "Journey",
+                            "name": "dormant-savers-reactivation",
+                            "business_line": "retail",
+                            "version": "9f2c4e1a7b3d5c60",
+                            "revision": 1,
+                            "changed": False,
+                        },
+                    ],
+                    "diagnostics": [_WARNING_EXAMPLE],
+                }
+            ]
+        }
+    )
 
     applied: list[AppliedOut]
     diagnostics: list[DiagnosticOut]
@@ -68,14 +142,23 @@ BundleDep = Annotated[bytes, Depends(read_bundle)]
 FileQuery = Annotated[str, Query(max_length=256, description="the file name to report")]
 
 
-@router.post("/validate", openapi_extra=_YAML_BODY, responses=problem_responses(413, 415))
+@router.post(
+    "/validate",
+    summary="Validate a YAML bundle",
+    openapi_extra=_YAML_BODY,
+    responses=problem_responses(404, 413, 415),
+)
 async def validate_bundle(
     principal: Annotated[Principal, require("viewer")],
     bundle: BundleDep,
     resources: ResourcesDep,
     file: FileQuery = "<request>",
 ) -> ValidateResponse:
-    """Check a bundle against the DSL and what is published, without storing anything."""
+    """Check a bundle against the DSL and what is published, without storing anything.
+
+    The answer lists every diagnostic; `valid` is false when one is an error. A bundle naming
+    a business line the caller does not see answers 404.
+    """
     result = validate(bundle, file, await resources.lookup())
     _within_scope(principal, result)
     return ValidateResponse(
@@ -83,7 +166,12 @@ async def validate_bundle(
     )
 
 
-@router.post("", openapi_extra=_YAML_BODY, responses=problem_responses(413, 415, 422))
+@router.post(
+    "",
+    summary="Publish a YAML bundle",
+    openapi_extra=_YAML_BODY,
+    responses=problem_responses(403, 404, 413, 415, 422),
+)
 async def apply_bundle(
     principal: Annotated[Principal, require("operator")],
     audit: AuditDep,
@@ -91,7 +179,10 @@ async def apply_bundle(
     resources: ResourcesDep,
     file: FileQuery = "<request>",
 ) -> ApplyResponse:
-    """Publish each document as a new version unless unchanged; all or nothing."""
+    """Publish each document as a new version unless unchanged; all or nothing.
+
+    A bundle with an error answers 422 with its diagnostics and publishes nothing.
+    """
     lines = _within_scope(principal, validate(bundle, file, await resources.lookup()))
     audit.target("bundle", file, lines[0] if len(lines) == 1 else None)
     outcome = await resources.apply(bundle, file=file, actor=principal.id)

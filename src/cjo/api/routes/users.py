@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cjo.activities.profiles import (
     Channel,
@@ -40,6 +40,56 @@ Viewer = Annotated[Principal, require("viewer")]
 Operator = Annotated[Principal, require("operator")]
 
 
+_PROFILE_FIELDS_EXAMPLE: dict[str, Any] = {
+    "name": "李雷",
+    "phone": "13800000001",
+    "email": "li.lei@example.com",
+    "locale": "zh-CN",
+    "timezone": "Asia/Shanghai",
+    "birthday": "1990-05-17",
+    "lifecycle": "growing",
+    "tags": ["payroll"],
+    "attrs": {"aum": 82000, "card_tier": "gold"},
+    "addresses": {"push": "device-7f3a9c"},
+}
+_PROFILE_EXAMPLE: dict[str, Any] = {
+    **_PROFILE_FIELDS_EXAMPLE,
+    "id": "u-10293",
+    "created_at": "2026-03-01T08:00:00Z",
+    "consents": {"sms": True, "email": True, "push": False},
+}
+_RUN_EXAMPLE: dict[str, Any] = {
+    "run_key": "journey/retail/dormant-savers-reactivation/u-10293#1",
+    "journey": "dormant-savers-reactivation",
+    "business_line": "retail",
+    "campaign_id": "4c1d9e0b2a7f4e31",
+    "plan_version": "9f2c4e1a7b3d5c60",
+    "status": "ended",
+    "current_step": None,
+    "end_reason": "converted",
+    "entered_at": "2026-12-01T02:00:00Z",
+    "ended_at": "2026-12-02T09:12:00Z",
+    "converted_at": "2026-12-02T09:12:00Z",
+    "variant": "rate_led",
+    "holdout": False,
+    "path": [
+        {
+            "step": "message_test",
+            "type": "split",
+            "outcome": "rate_led",
+            "at": "2026-12-01T02:00:00Z",
+        },
+        {"step": "rate_sms", "type": "send", "outcome": "sent", "at": "2026-12-01T02:00:01Z"},
+        {
+            "step": "await_login",
+            "type": "wait_for",
+            "outcome": "event",
+            "at": "2026-12-02T09:12:00Z",
+        },
+    ],
+}
+
+
 def _profile_fields_schema() -> dict[str, Any]:
     """ProfileInput's schema without `id`, which the path gives."""
     schema = ProfileInput.model_json_schema()
@@ -52,26 +102,56 @@ def _profile_fields_schema() -> dict[str, Any]:
 _PROFILE_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": _profile_fields_schema()}},
+        "content": {
+            "application/json": {
+                "schema": _profile_fields_schema(),
+                "example": _PROFILE_FIELDS_EXAMPLE,
+            }
+        },
     }
 }
 
 
 class UpsertedOut(BaseModel):
+    """`created`: the profile is new; else a stored one was changed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": "u-10293", "created": True}]})
+
     id: str
     created: bool
 
 
 class UserBatch(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "users": [
+                        {"id": "u-10293", **_PROFILE_FIELDS_EXAMPLE},
+                        {"id": "u-10294", "name": "韩梅梅", "tags": ["new-card"]},
+                    ]
+                }
+            ]
+        }
+    )
+
     users: list[ProfileInput]
 
 
 class BatchOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"created": 1, "updated": 1}]})
+
     created: int
     updated: int
 
 
 class ConsentsBody(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"consents": {"sms": False, "email": True}, "source": "branch-form"}]
+        }
+    )
+
     consents: dict[Channel, bool] = Field(min_length=1)
     source: str = Field(min_length=1, max_length=64, description="where the consent came from")
 
@@ -79,17 +159,32 @@ class ConsentsBody(BaseModel):
 class ConsentsOut(BaseModel):
     """`superseded`: channels where a later change, already stored, wins."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"user_id": "u-10293", "applied": ["email", "sms"], "superseded": []}]
+        }
+    )
+
     user_id: str
     applied: list[str]
     superseded: list[str]
 
 
 class JourneysPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_RUN_EXAMPLE], "next_cursor": None}]}
+    )
+
     items: list[JourneyRun]
     next_cursor: str | None
 
 
-@router.put("/{user_id}", openapi_extra=_PROFILE_BODY, responses=problem_responses(422))
+@router.put(
+    "/{user_id}",
+    summary="Create or change a profile",
+    openapi_extra=_PROFILE_BODY,
+    responses=problem_responses(403, 422),
+)
 async def put_user(
     _principal: Operator,
     audit: AuditDep,
@@ -115,7 +210,11 @@ async def put_user(
     return UpsertedOut(id=user_id, created=result.created == 1)
 
 
-@router.post("/batch", responses=problem_responses(413, 422))
+@router.post(
+    "/batch",
+    summary="Create or change profiles in a batch",
+    responses=problem_responses(403, 413, 422),
+)
 async def post_users(
     _principal: Operator, audit: AuditDep, state: StateDep, batch: UserBatch, profiles: ProfilesDep
 ) -> BatchOut:
@@ -131,12 +230,24 @@ async def post_users(
     return BatchOut(created=result.created, updated=result.updated)
 
 
-@router.get("/{user_id}", responses=problem_responses(404))
+@router.get(
+    "/{user_id}",
+    summary="Get a profile",
+    responses={
+        200: {"content": {"application/json": {"example": _PROFILE_EXAMPLE}}},
+        **problem_responses(404, 422),
+    },
+)
 async def get_user(_principal: Viewer, user_id: UserIdPath, profiles: ProfilesDep) -> UserProfile:
+    """The profile: its fields, attributes, addresses and marketing consents per channel."""
     return await _profile(profiles, user_id)
 
 
-@router.put("/{user_id}/consents", responses=problem_responses(404, 422))
+@router.put(
+    "/{user_id}/consents",
+    summary="Grant or withdraw consents",
+    responses=problem_responses(403, 404, 422),
+)
 async def put_consents(
     _principal: Operator,
     audit: AuditDep,
@@ -156,7 +267,11 @@ async def put_consents(
     return ConsentsOut(user_id=user_id, applied=outcome.applied, superseded=outcome.superseded)
 
 
-@router.get("/{user_id}/journeys", responses=problem_responses(404, 422))
+@router.get(
+    "/{user_id}/journeys",
+    summary="List a user's journey runs",
+    responses=problem_responses(404, 422),
+)
 async def get_journeys(
     principal: Viewer,
     user_id: UserIdPath,
