@@ -8,6 +8,8 @@ run; re-entry rules decide whether an ended run may start again.
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -28,6 +31,9 @@ from cjo.store.db import SessionFactory
 
 log = get_logger(__name__)
 JOURNEY_WORKFLOW = "Journey"
+# Users whose events are routed at once (each user's own events stay in order).
+ROUTING_LANES = 32
+PLAN_CACHE_SIZE = 256
 
 
 class _Model(BaseModel):
@@ -107,33 +113,56 @@ class RoutingActivities:
         self._client = client
         self._task_queue = task_queue
         self._profiles = ProfileActivities(sessions)
+        self._plans: dict[tuple[str, str, str], Plan] = {}
 
     @activity.defn(name="routing.route_events")
     async def route_events(self, data: RouteEventsInput) -> RouteEventsResult:
-        """Start the journeys these events trigger and tell waiting runs about them."""
+        """Start the journeys these events trigger and tell waiting runs about them.
+
+        Each user's events are handled in order, in a lane of their own; the lanes run side
+        by side (ROUTING_LANES at once), since a start or a signal is a round trip to
+        Temporal and users do not depend on each other.
+        """
         campaigns = await self._running_event_campaigns({event.name for event in data.events})
-        users = sorted({event.user_id for event in data.events if event.user_id})
-        profiles = await self._profile_map(users)
-        decision = _Decision()
-        started = signalled = 0
-        touched: set[str] = set()
+        by_user: dict[str, list[RoutedEvent]] = defaultdict(list)
         for event in data.events:
-            for campaign in campaigns.get(event.name, []):
-                workflow_id = await self._enter(campaign, event, profiles, decision)
-                if workflow_id is not None:
-                    touched.add(workflow_id)
-                    started += 1
-        for workflow_id, plan in await self._running_runs(users):
-            for event in data.events:
-                if workflow_id in touched or event.name not in listens_for(plan):
-                    continue
-                if not workflow_id.split("/")[3:4] == [event.user_id]:
-                    continue
-                await self._client.get_workflow_handle(workflow_id).signal(
-                    "event", event.as_journey_event()
-                )
-                signalled += 1
-        return RouteEventsResult(started=started, signalled=signalled, refused=decision.refused)
+            by_user[event.user_id].append(event)
+        # Profiles only for users whose events may start a run (the trigger's `where`).
+        entering = sorted({e.user_id for e in data.events if campaigns.get(e.name)})
+        profiles = await self._profile_map(entering)
+        runs_by_user: dict[str, list[tuple[str, Plan]]] = defaultdict(list)
+        for workflow_id, plan in await self._running_runs(sorted(by_user)):
+            runs_by_user[workflow_id.split("/")[3]].append((workflow_id, plan))
+        decision = _Decision()
+        lanes = asyncio.Semaphore(ROUTING_LANES)
+
+        async def lane(user_id: str, events: list[RoutedEvent]) -> tuple[int, int]:
+            started = signalled = 0
+            async with lanes:
+                touched: set[str] = set()
+                for event in events:
+                    for campaign in campaigns.get(event.name, []):
+                        workflow_id = await self._enter(campaign, event, profiles, decision)
+                        if workflow_id is not None:
+                            touched.add(workflow_id)
+                            started += 1
+                for workflow_id, plan in runs_by_user.get(user_id, []):
+                    # A run just (re)entered got its trigger with signal-with-start.
+                    if workflow_id in touched:
+                        continue
+                    for event in events:
+                        if event.name in listens_for(plan):
+                            handle = self._client.get_workflow_handle(workflow_id)
+                            await handle.signal("event", event.as_journey_event())
+                            signalled += 1
+            return started, signalled
+
+        counts = await asyncio.gather(*(lane(user, events) for user, events in by_user.items()))
+        return RouteEventsResult(
+            started=sum(started for started, _ in counts),
+            signalled=sum(signalled for _, signalled in counts),
+            refused=decision.refused,
+        )
 
     @activity.defn(name="routing.enrol_page")
     async def enrol_page(self, data: EnrolPageInput) -> EnrolPageResult:
@@ -323,16 +352,44 @@ class RoutingActivities:
             return []
         async with self._sessions() as session:
             connection = await session.connection()
-            rows = await connection.execute(
-                text(
-                    "SELECT e.workflow_id, v.plan FROM enrolments e JOIN resource_versions v"
-                    " ON v.kind = 'Journey' AND v.business_line = e.business_line"
-                    " AND v.name = e.journey AND v.version = e.plan_version"
-                    " WHERE e.user_id = ANY(:users) AND e.status IN ('active', 'held')"
-                ),
-                {"users": list(users)},
-            )
-            return [(str(row[0]), Plan.model_validate(row[1])) for row in rows]
+            rows = (
+                await connection.execute(
+                    text(
+                        "SELECT workflow_id, business_line, journey, plan_version"
+                        " FROM enrolments WHERE user_id = ANY(:users)"
+                        " AND status IN ('active', 'held')"
+                    ),
+                    {"users": list(users)},
+                )
+            ).all()
+            versions = {(str(r[1]), str(r[2]), str(r[3])) for r in rows}
+            if len(self._plans | dict.fromkeys(versions)) > PLAN_CACHE_SIZE:
+                self._plans.clear()  # crude, but a process rarely sees this many versions
+            await self._load_plans(connection, versions - self._plans.keys())
+        found = [(str(r[0]), self._plans.get((str(r[1]), str(r[2]), str(r[3])))) for r in rows]
+        return [(workflow_id, plan) for workflow_id, plan in found if plan is not None]
+
+    async def _load_plans(
+        self, connection: AsyncConnection, missing: set[tuple[str, str, str]]
+    ) -> None:
+        """Plans by (business line, journey, version): a version never changes, so each is
+        read and parsed once per process (every batch of events would otherwise parse the
+        Plan of every run it might signal)."""
+        if not missing:
+            return
+        lines, names, versions = (list(column) for column in zip(*sorted(missing), strict=True))
+        rows = await connection.execute(
+            text(
+                "SELECT v.business_line, v.name, v.version, v.plan FROM resource_versions v"
+                " JOIN unnest(CAST(:lines AS text[]), CAST(:names AS text[]),"
+                " CAST(:versions AS text[])) AS w(line, name, version)"
+                " ON v.kind = 'Journey' AND v.business_line = w.line AND v.name = w.name"
+                " AND v.version = w.version"
+            ),
+            {"lines": lines, "names": names, "versions": versions},
+        )
+        for line, name, version, plan in rows:
+            self._plans[(str(line), str(name), str(version))] = Plan.model_validate(plan)
 
 
 def _holds(source: str, context: dict[str, Any]) -> bool:

@@ -106,7 +106,16 @@ def _first_occurrences(events: Sequence[EventInput], accepted_ids: list[str]) ->
     for event in events:
         if event.id in pending:
             pending.discard(event.id)
-            routed.append(RoutedEvent.model_validate(event.model_dump()))
+            # Validated once already, as the request's EventInput.
+            routed.append(
+                RoutedEvent.model_construct(
+                    id=event.id,
+                    user_id=event.user_id,
+                    name=event.name,
+                    props=event.props,
+                    ts=event.ts,
+                )
+            )
     return routed
 
 
