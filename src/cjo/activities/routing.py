@@ -157,7 +157,13 @@ class RoutingActivities:
                             signalled += 1
             return started, signalled
 
-        counts = await asyncio.gather(*(lane(user, events) for user, events in by_user.items()))
+        # Most events concern no journey at all: only users with a trigger or a run get a lane.
+        busy = [
+            (user, events)
+            for user, events in by_user.items()
+            if user in runs_by_user or any(campaigns.get(e.name) for e in events)
+        ]
+        counts = await asyncio.gather(*(lane(user, events) for user, events in busy))
         return RouteEventsResult(
             started=sum(started for started, _ in counts),
             signalled=sum(signalled for _, signalled in counts),
