@@ -12,18 +12,16 @@ local activities that would otherwise precede each send, grant and wait.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cjo.activities._base import utc
-from cjo.store.schema import StepLogEntry
 
 # Campaign states in which a step activity does nothing and says why.
 Hold = Literal["held", "stopped"]
@@ -71,7 +69,8 @@ class RunRecords(_Model):
 class RunWrite:
     """One run's records and its new position, to be written with a step's effect.
 
-    `end_reason`: the run ends here, for this reason.
+    `end_reason`: the run ends here, for this reason (at `at`); else its enrolment is
+    left in `status` ("held" while a paused campaign holds it).
     """
 
     user_id: str
@@ -80,6 +79,7 @@ class RunWrite:
     current_step: str | None
     at: datetime | None = None
     end_reason: str | None = None
+    status: Literal["active", "held"] = "active"
 
 
 def run_write(
@@ -104,26 +104,13 @@ _RECORD_AND_MOVE = text(
     " step_type text, outcome text, detail jsonb, at timestamptz)"
     " ON CONFLICT (key) DO NOTHING)"
     " UPDATE enrolments SET current_step = :step,"
-    " status = CASE WHEN CAST(:end_reason AS text) IS NULL THEN 'active' ELSE 'ended' END,"
+    " status = CASE WHEN CAST(:end_reason AS text) IS NULL THEN :status ELSE 'ended' END,"
     " end_reason = coalesce(CAST(:end_reason AS text), end_reason),"
     " ended_at = CASE WHEN CAST(:end_reason AS text) IS NULL THEN ended_at ELSE :at END,"
     " variant = coalesce(:variant, variant),"
     " converted_at = coalesce(converted_at, :converted)"
     " WHERE run_key = :run AND status <> 'ended'"
 )
-
-
-async def campaign_holds(
-    connection: AsyncConnection, campaign_ids: Collection[str | None]
-) -> dict[str, Hold]:
-    """The listed campaigns that are paused ("held") or stopped; running ones are absent."""
-    ids = sorted({campaign_id for campaign_id in campaign_ids if campaign_id is not None})
-    if not ids:
-        return {}
-    rows = await connection.execute(
-        text("SELECT id, state FROM campaigns WHERE id = ANY(:ids)"), {"ids": ids}
-    )
-    return holds_of(rows)
 
 
 def holds_of(rows: Iterable[Any]) -> dict[str, Hold]:
@@ -135,46 +122,15 @@ def holds_of(rows: Iterable[Any]) -> dict[str, Hold]:
     }
 
 
-async def write_step_records(
-    connection: AsyncConnection, run_key: str, user_id: str, records: Sequence[StepRecord]
-) -> None:
-    await write_runs(connection, [RunWrite(user_id, RunRecords(run_key=run_key), records, None)])
-
-
-async def write_runs(
-    connection: AsyncConnection, writes: Sequence[RunWrite], *, move: bool = False
-) -> None:
-    """Insert the step records (a key already written stays as it was); with `move`, also
-    set each enrolment's current step, variant and conversion, or end it."""
-    if not move:
-        rows = [
-            {
-                "key": record.key,
-                "run_key": write.run.run_key,
-                "user_id": write.user_id,
-                "step_id": record.step_id,
-                "step_type": record.step_type,
-                "outcome": record.outcome,
-                "detail": record.detail,
-                "at": utc(record.at),
-            }
-            for write in writes
-            for record in write.records
-        ]
-        if rows:
-            await connection.execute(
-                insert(StepLogEntry).on_conflict_do_nothing(index_elements=["key"]), rows
-            )
-        return
+async def write_runs(connection: AsyncConnection, writes: Sequence[RunWrite]) -> None:
+    """Insert each run's step records (a key already written stays as it was) and move its
+    enrolment: its current step, status, variant and conversion, or its end."""
     if writes:
         await connection.execute(_RECORD_AND_MOVE, [_move_params(write) for write in writes])
 
 
 def _move_params(write: RunWrite) -> dict[str, Any]:
-    records = [
-        record.model_dump(mode="json", exclude={"key"}) | {"key": record.key}
-        for record in write.records
-    ]
+    records = [record.model_dump(mode="json") for record in write.records]
     converted = write.run.converted_at
     return {
         "run": write.run.run_key,
@@ -182,6 +138,7 @@ def _move_params(write: RunWrite) -> dict[str, Any]:
         "records": json.dumps(records),
         "step": write.current_step,
         "end_reason": write.end_reason,
+        "status": write.status,
         "at": utc(write.at) if write.at else None,
         "variant": write.run.variant,
         "converted": utc(converted) if converted else None,

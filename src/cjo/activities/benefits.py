@@ -103,7 +103,7 @@ class BenefitActivities:
             outcomes.update(await recorded_grants(connection, [r.key for r in active]))
             fresh = [request for request in active if request.key not in outcomes]
             outcomes.update(await decide(connection, fresh))
-            await write_runs(connection, _run_writes(active, outcomes), move=True)
+            await write_runs(connection, _run_writes(active, outcomes))
         return GrantBenefitResult(results=[outcomes[r.key] for r in batch.requests])
 
     @activity.defn(name="benefits.redeem")

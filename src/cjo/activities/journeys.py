@@ -17,8 +17,9 @@ from temporalio import activity
 from cjo.activities._base import utc
 from cjo.activities._run_records import (
     RunRecords,
+    RunWrite,
     StepRecord,
-    write_step_records,
+    write_runs,
 )
 from cjo.activities.profiles import CONTEXT_SELECT, UserProfile
 from cjo.store.db import SessionFactory
@@ -142,47 +143,20 @@ class JourneyActivities:
     @activity.defn(name="journeys.record")
     async def record(self, data: RecordStepsInput) -> None:
         """Write step records and where the user is now."""
+        run = RunRecords(run_key=data.run_key, variant=data.variant, converted_at=data.converted_at)
+        write = RunWrite(data.user_id, run, data.records, data.current_step, status=data.status)
         async with self._sessions() as session, session.begin():
-            connection = await session.connection()
-            await write_step_records(connection, data.run_key, data.user_id, data.records)
-            await connection.execute(
-                text(
-                    "UPDATE enrolments SET current_step = :step, status = :status,"
-                    " variant = coalesce(:variant, variant),"
-                    " converted_at = coalesce(converted_at, :converted)"
-                    " WHERE run_key = :run AND status <> 'ended'"
-                ),
-                {
-                    "step": data.current_step,
-                    "status": data.status,
-                    "variant": data.variant,
-                    "converted": utc(data.converted_at) if data.converted_at else None,
-                    "run": data.run_key,
-                },
-            )
+            await write_runs(await session.connection(), [write])
 
     @activity.defn(name="journeys.finish")
     async def finish(self, data: FinishJourneyInput) -> None:
         """Write the last records and close the enrolment with its end reason."""
+        run = RunRecords(run_key=data.run_key, variant=data.variant, converted_at=data.converted_at)
+        write = RunWrite(
+            data.user_id, run, data.records, None, at=data.at, end_reason=data.end_reason
+        )
         async with self._sessions() as session, session.begin():
-            connection = await session.connection()
-            await write_step_records(connection, data.run_key, data.user_id, data.records)
-            await connection.execute(
-                text(
-                    "UPDATE enrolments SET status = 'ended', current_step = NULL,"
-                    " end_reason = :reason, ended_at = :at,"
-                    " variant = coalesce(:variant, variant),"
-                    " converted_at = coalesce(converted_at, :converted)"
-                    " WHERE run_key = :run AND status <> 'ended'"
-                ),
-                {
-                    "reason": data.end_reason,
-                    "at": utc(data.at),
-                    "variant": data.variant,
-                    "converted": utc(data.converted_at) if data.converted_at else None,
-                    "run": data.run_key,
-                },
-            )
+            await write_runs(await session.connection(), [write])
 
     @activity.defn(name="journeys.campaign_state")
     async def campaign_state(self, data: CampaignStateInput) -> CampaignStateResult:

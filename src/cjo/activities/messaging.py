@@ -173,7 +173,7 @@ class MessagingActivities:
             async with self._sessions() as session, session.begin():
                 decided = await _decide_chunk(session, chunk)
                 connection = await session.connection()
-                await write_runs(connection, _run_writes(chunk, decided), move=True)
+                await write_runs(connection, _run_writes(chunk, decided))
                 decisions.extend(decided)
         return SendMessageResult(results=decisions)
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from cjo.activities.channels.feedback import DeliveryFeedback, DeliveryReport
+from cjo.activities.channels.feedback import DeliveryFeedback, DeliveryReport, report_time
 from cjo.activities.channels.receipts import ProviderReceipts, ProviderReportsInput
 from cjo.activities.channels.replies import RecordRepliesInput, SmsReplies, SmsReply
 from cjo.activities.channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
@@ -258,7 +258,7 @@ async def post_receipts(
         DeliveryReport(
             message_id=r.message_id,
             status=r.status,
-            at=r.at or now,
+            at=report_time(r.at, now),
             provider_ref=r.provider_ref,
             report_id=r.report_id,
             detail=r.detail,
