@@ -53,6 +53,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from _support import latency_line, stop_process  # beside this script
 from sqlalchemy import text
 
 import cjo.store.schema  # noqa: F401  (registers every table)
@@ -114,14 +115,7 @@ class Process:
             )
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        stop_process(self.process)
 
 
 def start_worker(bench: Bench) -> Process:
@@ -445,18 +439,6 @@ async def lags_of(bench: Bench, users: list[str], accepted_at: dict[str, float])
             {"step": WAIT_STEP, "users": users},
         )
         return [float(at) - accepted_at[str(user)] for user, at in rows]
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-def latency_line(lags: list[float]) -> str:
-    return (
-        f"p50 {percentile(lags, 0.5) * 1000:6.0f} ms   p99 {percentile(lags, 0.99) * 1000:6.0f} ms"
-        f"   max {max(lags) * 1000:6.0f} ms"
-    )
 
 
 async def main(events: int, senders: int, burst_users: int, paced_users: int) -> None:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _support import latency_line, stop_process  # beside this script
 from sqlalchemy import text
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -124,14 +125,7 @@ class WorkerProcess:
         return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        stop_process(self.process)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -383,19 +377,6 @@ async def run_round(
     assert len(latencies) == len(users), "a run sent nothing"
     rate = len(users) / (end - min(started.at.values()))
     return Round(len(users), rate, latencies, worker_cpu, server_cpu)
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-def latency_line(latencies: list[float]) -> str:
-    return (
-        f"p50 {percentile(latencies, 0.5) * 1000:6.0f} ms   "
-        f"p99 {percentile(latencies, 0.99) * 1000:6.0f} ms   "
-        f"max {max(latencies) * 1000:6.0f} ms"
-    )
 
 
 # What one run costs --------------------------------------------------------------------
