@@ -24,7 +24,12 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from cjo.activities._base import utc
 from cjo.activities.journey_models import JourneyInput, RoutedEvent, cel_value
-from cjo.activities.profiles import ProfileActivities, ProfileContextInput
+from cjo.activities.profiles import (
+    EventInput,
+    IngestEventsInput,
+    ProfileActivities,
+    ProfileContextInput,
+)
 from cjo.dsl import Plan, evaluate_expression
 from cjo.runtime.log import get_logger
 from cjo.store.db import SessionFactory
@@ -72,6 +77,41 @@ class SignalRunsInput(_Model):
 
 class SignalRunsResult(_Model):
     signalled: int
+
+
+def stored_events(events: Sequence[EventInput], accepted_ids: Sequence[str]) -> list[RoutedEvent]:
+    """The events that were stored (`profiles.ingest_events` accepted), in order and each
+    once: a duplicate is never routed twice."""
+    pending = set(accepted_ids)
+    routed: list[RoutedEvent] = []
+    for event in events:
+        if event.id in pending:
+            pending.discard(event.id)
+            # Validated once already, as an EventInput.
+            routed.append(
+                RoutedEvent.model_construct(
+                    id=event.id,
+                    user_id=event.user_id,
+                    name=event.name,
+                    props=event.props,
+                    ts=event.ts,
+                )
+            )
+    return routed
+
+
+async def store_and_route(
+    profiles: ProfileActivities, routing: RoutingActivities | None, events: Sequence[EventInput]
+) -> int:
+    """Store events once per id, then route the ones stored (when there is a Temporal to
+    route them through); how many were stored."""
+    if not events:
+        return 0
+    stored = await profiles.ingest_events(IngestEventsInput(events=list(events)))
+    routed = stored_events(events, stored.accepted_ids)
+    if routed and routing is not None:
+        await routing.route_events(RouteEventsInput(events=routed))
+    return len(routed)
 
 
 def workflow_id_for(plan: Plan, user_id: str, key: str | None) -> str:

@@ -20,10 +20,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col, select
 
 from cjo.activities._base import utc
-from cjo.activities.journey_models import RoutedEvent
 from cjo.activities.lifecycle import Frozen, Moment
-from cjo.activities.profiles import EventInput, IngestEventsInput, ProfileActivities
-from cjo.activities.routing import RouteEventsInput, RoutingActivities
+from cjo.activities.profiles import EventInput, ProfileActivities
+from cjo.activities.routing import RoutingActivities, store_and_route
 from cjo.runtime.log import get_logger
 from cjo.store.db import SessionFactory
 from cjo.store.schema import DeliveryReceipt, Message
@@ -85,22 +84,12 @@ class DeliveryFeedback:
             for report in fresh
             if report.status in EVENT_STATUSES
         ]
-        routed: list[RoutedEvent] = []
-        if events:
-            stored = await self._profiles.ingest_events(IngestEventsInput(events=events))
-            accepted = set(stored.accepted_ids)
-            routed = [
-                RoutedEvent.model_validate(event.model_dump())
-                for event in events
-                if event.id in accepted
-            ]
-        if routed and self._routing is not None:
-            await self._routing.route_events(RouteEventsInput(events=routed))
+        routed = await store_and_route(self._profiles, self._routing, events)
         return RecordReportsResult(
             recorded=len(fresh),
             duplicates=len(known) - len(fresh),
             unknown_message_ids=unknown,
-            events=len(routed),
+            events=routed,
         )
 
     async def _messages(self, ids: set[str]) -> dict[str, Message]:

@@ -21,21 +21,19 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from pydantic import Field
 from sqlalchemy import text
 
-from cjo.activities.journey_models import RoutedEvent
 from cjo.activities.lifecycle import Frozen, Moment
 from cjo.activities.profiles import (
     ConsentChange,
     EventInput,
-    IngestEventsInput,
     ProfileActivities,
     SetConsentsInput,
 )
-from cjo.activities.routing import RouteEventsInput, RoutingActivities
+from cjo.activities.routing import RoutingActivities, store_and_route
 from cjo.runtime.log import get_logger
 from cjo.store.db import SessionFactory
 
@@ -158,7 +156,7 @@ class SmsReplies:
             for reply, users, keyword in zip(data.replies, matched, keywords, strict=True)
             for user in users
         ]
-        routed = await self._store_and_route(events)
+        routed = await store_and_route(self._profiles, self._routing, events)
         results = [
             ReplyOutcome(
                 user_ids=users,
@@ -188,20 +186,6 @@ class SmsReplies:
             for phone, user_id in rows:
                 found.setdefault(str(phone), []).append(str(user_id))
         return found
-
-    async def _store_and_route(self, events: Sequence[EventInput]) -> int:
-        if not events:
-            return 0
-        stored = await self._profiles.ingest_events(IngestEventsInput(events=list(events)))
-        accepted = set(stored.accepted_ids)
-        routed = [
-            RoutedEvent.model_validate(event.model_dump())
-            for event in events
-            if event.id in accepted
-        ]
-        if routed and self._routing is not None:
-            await self._routing.route_events(RouteEventsInput(events=routed))
-        return len(routed)
 
 
 def _event(reply: SmsReply, user_id: str, keyword: str | None) -> EventInput:

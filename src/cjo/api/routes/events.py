@@ -6,7 +6,6 @@ about a business line: they go to every line's journeys that wait for them, whoe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks
@@ -14,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cjo.activities.journey_models import RoutedEvent
 from cjo.activities.profiles import EventInput, IngestEventsInput
-from cjo.activities.routing import RouteEventsInput, RoutingActivities
+from cjo.activities.routing import RouteEventsInput, RoutingActivities, stored_events
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Principal, require
 from cjo.api.deps import ProfilesDep, RoutingDep, StateDep
@@ -91,32 +90,12 @@ async def post_events(
     audit.target("events", f"batch of {len(batch.events)}")
     audit.after([event.id for event in batch.events])
     stored = await profiles.ingest_events(IngestEventsInput(events=batch.events))
-    fresh = _first_occurrences(batch.events, stored.accepted_ids)
+    fresh = stored_events(batch.events, stored.accepted_ids)
     if fresh:
         # After the answer: the sender's retry would be refused as duplicate anyway, so
         # holding the answer back until routing ends would only slow senders down.
         background.add_task(_route, routing, fresh)
     return EventsAccepted(accepted=stored.accepted, duplicates=stored.duplicates)
-
-
-def _first_occurrences(events: Sequence[EventInput], accepted_ids: list[str]) -> list[RoutedEvent]:
-    """The events that were stored, in order: a duplicate is never routed twice."""
-    pending = set(accepted_ids)
-    routed: list[RoutedEvent] = []
-    for event in events:
-        if event.id in pending:
-            pending.discard(event.id)
-            # Validated once already, as the request's EventInput.
-            routed.append(
-                RoutedEvent.model_construct(
-                    id=event.id,
-                    user_id=event.user_id,
-                    name=event.name,
-                    props=event.props,
-                    ts=event.ts,
-                )
-            )
-    return routed
 
 
 async def _route(routing: RoutingActivities, events: list[RoutedEvent]) -> None:
