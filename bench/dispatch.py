@@ -42,10 +42,9 @@ from sqlalchemy import text
 from cjo.activities.channels.dispatcher import Dispatcher
 from cjo.activities.channels.http import IDEMPOTENCY_HEADER, ClientPool, request_body
 from cjo.activities.channels.providers import OutgoingMessage
-from cjo.dev import free_port
 from cjo.runtime.log import configure_logging
 from cjo.runtime.settings import ProviderSettings, Settings
-from cjo.runtime.stack import start_postgres, stop_postgres
+from cjo.runtime.stack import free_port, start_postgres, stop_postgres
 from cjo.store.db import SessionFactory, make_engine, make_sessions
 from cjo.store.migrate import upgrade
 

@@ -53,10 +53,15 @@ from cjo.activities.journey_models import JourneyEvent, JourneyInput
 from cjo.activities.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
 from cjo.activities.resources import ResourceActivities
 from cjo.activities.routing import JOURNEY_WORKFLOW, workflow_id_for
-from cjo.dev import free_port
 from cjo.dsl import Plan
 from cjo.runtime.settings import Settings
-from cjo.runtime.stack import start_postgres, start_temporal, stop_postgres, stop_temporal
+from cjo.runtime.stack import (
+    free_port,
+    start_postgres,
+    start_temporal,
+    stop_postgres,
+    stop_temporal,
+)
 from cjo.runtime.temporal import connect
 from cjo.store.db import SessionFactory, make_engine, make_sessions
 from cjo.store.migrate import upgrade

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import ssl
 import threading
 import time
@@ -32,14 +31,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from cjo.activities.channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from cjo.runtime.stack import free_port
 
 IDEMPOTENCY_HEADER = "idempotency-key"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------- HTTP

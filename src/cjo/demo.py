@@ -218,7 +218,8 @@ async def progress(
 
 
 async def live() -> None:
-    from cjo.dev import free_port, services
+    from cjo.dev import services
+    from cjo.runtime.stack import free_port
     from cjo.sandbox import sandbox_providers
 
     click.secho("\n== 2. Starting PostgreSQL, Temporal, a worker and the API", bold=True)

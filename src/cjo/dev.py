@@ -47,12 +47,6 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _running_before(settings: Settings) -> set[str]:
     running = set()
     if settings.database_url or (settings.pg_data / "postmaster.pid").exists():

@@ -26,8 +26,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 
 from cjo.activities.channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from cjo.dev import free_port
 from cjo.runtime.settings import ANY_BUSINESS_LINE, Channel, ProviderSettings
+from cjo.runtime.stack import free_port
 
 HTTP_CHANNELS: tuple[Channel, ...] = ("sms", "push", "wechat", "call", "webhook")
 

@@ -31,10 +31,9 @@ from temporalio.client import Client
 from cjo.activities.catalog import default_registry
 from cjo.activities.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
 from cjo.activities.resources import ResourceActivities
-from cjo.dev import free_port
 from cjo.dsl import Plan
 from cjo.runtime.settings import Settings
-from cjo.runtime.stack import start_temporal, stop_temporal
+from cjo.runtime.stack import free_port, start_temporal, stop_temporal
 from cjo.runtime.temporal import connect
 from cjo.store.db import SessionFactory
 from tests.workflows._restart_worker import READY_LINE

@@ -26,8 +26,9 @@ from cjo.activities.channels.providers import Accepted, Rejected, Retryable
 from cjo.activities.channels.signing import verify
 from cjo.activities.channels.smtp import SmtpProvider, compose
 from cjo.runtime.settings import ProviderSettings
+from cjo.runtime.stack import free_port
 from tests.activities.channels.support import SECRET, http_provider, outgoing
-from tests.receivers import Answer, HttpReceiver, SmtpReceiver, free_port
+from tests.receivers import Answer, HttpReceiver, SmtpReceiver
 
 SENDER = "Example Bank <news@bank.example>"
 
