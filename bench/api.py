@@ -57,11 +57,11 @@ from _support import latency_line, stop_process  # beside this script
 from sqlalchemy import text
 
 import cjo.store.schema  # noqa: F401  (registers every table)
-from cjo.activities.campaigns import CampaignActivities, SetCampaignStateInput
-from cjo.activities.catalog import default_registry
-from cjo.activities.principals import ApiKeys, CreateApiKeyInput
-from cjo.activities.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
-from cjo.activities.resources import ResourceActivities
+from cjo.activities.calls.catalog import default_registry
+from cjo.activities.people.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
+from cjo.activities.runs.campaigns import CampaignActivities, SetCampaignStateInput
+from cjo.control.principals import ApiKeys, CreateApiKeyInput
+from cjo.control.resources import ResourceActivities
 from cjo.runtime.settings import Settings
 from cjo.runtime.stack import (
     free_port,

@@ -39,9 +39,9 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from cjo.activities.channels.dispatcher import Dispatcher
-from cjo.activities.channels.http import IDEMPOTENCY_HEADER, ClientPool, request_body
-from cjo.activities.channels.providers import OutgoingMessage
+from cjo.delivery.dispatcher import Dispatcher
+from cjo.delivery.providers.base import OutgoingMessage
+from cjo.delivery.providers.http import IDEMPOTENCY_HEADER, ClientPool, request_body
 from cjo.runtime.log import configure_logging
 from cjo.runtime.settings import ProviderSettings, Settings
 from cjo.runtime.stack import free_port, start_postgres, stop_postgres

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from cjo.activities.catalog import default_registry
+from cjo.activities.calls.catalog import default_registry
 from cjo.dsl import InMemoryLookup, compile_bundle, validate
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))

@@ -47,12 +47,12 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 import cjo.store.schema  # noqa: F401  (registers every table)
-from cjo.activities.campaigns import CampaignActivities, SetCampaignStateInput
-from cjo.activities.catalog import default_registry
-from cjo.activities.journey_models import JourneyEvent, JourneyInput
-from cjo.activities.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
-from cjo.activities.resources import ResourceActivities
-from cjo.activities.routing import JOURNEY_WORKFLOW, workflow_id_for
+from cjo.activities.calls.catalog import default_registry
+from cjo.activities.people.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
+from cjo.activities.runs.campaigns import CampaignActivities, SetCampaignStateInput
+from cjo.activities.runs.models import JourneyEvent, JourneyInput
+from cjo.activities.runs.routing import JOURNEY_WORKFLOW, workflow_id_for
+from cjo.control.resources import ResourceActivities
 from cjo.dsl import Plan
 from cjo.runtime.settings import Settings
 from cjo.runtime.stack import (

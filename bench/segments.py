@@ -29,7 +29,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import text
 
-from cjo.activities.segments import CountSegmentInput, SegmentActivities
+from cjo.activities.people.segments import CountSegmentInput, SegmentActivities
 from cjo.runtime.stack import start_postgres, stop_postgres
 from cjo.store.db import SessionFactory, make_engine, make_sessions
 from cjo.store.migrate import upgrade

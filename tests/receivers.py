@@ -30,7 +30,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from cjo.activities.channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from cjo.delivery.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from cjo.runtime.stack import free_port
 
 IDEMPOTENCY_HEADER = "idempotency-key"

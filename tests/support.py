@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cjo.activities.catalog import default_registry
+from cjo.activities.calls.catalog import default_registry
 from cjo.dsl import InMemoryLookup
 
 

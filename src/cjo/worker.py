@@ -22,19 +22,19 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from cjo.activities.benefits import BenefitActivities
-from cjo.activities.calls import CallActivities
-from cjo.activities.campaigns import CampaignActivities
-from cjo.activities.catalog import default_registry
-from cjo.activities.channels.dispatcher import Dispatcher
-from cjo.activities.channels.feedback import DeliveryFeedback
-from cjo.activities.journeys import JourneyActivities
-from cjo.activities.messaging import MessagingActivities
-from cjo.activities.profiles import ProfileActivities
-from cjo.activities.registry import ActivityRegistry
-from cjo.activities.risk import RiskActivities
-from cjo.activities.routing import RoutingActivities
-from cjo.activities.segments import SegmentActivities
+from cjo.activities.benefits.grants import BenefitActivities
+from cjo.activities.calls.catalog import default_registry
+from cjo.activities.calls.registry import ActivityRegistry
+from cjo.activities.calls.runner import CallActivities
+from cjo.activities.messaging.send import MessagingActivities
+from cjo.activities.people.profiles import ProfileActivities
+from cjo.activities.people.segments import SegmentActivities
+from cjo.activities.risk.policies import RiskActivities
+from cjo.activities.runs.campaigns import CampaignActivities
+from cjo.activities.runs.journeys import JourneyActivities
+from cjo.activities.runs.routing import RoutingActivities
+from cjo.delivery.dispatcher import Dispatcher
+from cjo.delivery.feedback import DeliveryFeedback
 from cjo.runtime.settings import Settings
 from cjo.store.db import SessionFactory
 from cjo.workflows.campaign import CampaignWorkflow

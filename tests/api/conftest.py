@@ -18,10 +18,10 @@ import pytest
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from cjo.activities.principals import ApiKeys, CreateApiKeyInput, Role
 from cjo.api import create_app
 from cjo.api.audit import MUTATING_METHODS
 from cjo.api.auth import guarded
+from cjo.control.principals import ApiKeys, CreateApiKeyInput, Role
 from cjo.runtime.settings import get_settings
 from cjo.store.db import SessionFactory
 from tests.api.support import count

@@ -12,10 +12,10 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from cjo.activities.audit_trail import AuditRow, AuditTrail
-from cjo.activities.profiles import ProfileActivities, ProfileContextInput
+from cjo.activities.people.profiles import ProfileActivities, ProfileContextInput
 from cjo.api.audit import state_hash
 from cjo.api.auth import PrincipalDep
+from cjo.control.audit_trail import AuditRow, AuditTrail
 from cjo.store.db import SessionFactory
 from tests.api.conftest import ApiClients, AppFactory
 from tests.api.support import count, problem

@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from cjo.activities.principals import ApiKeys
 from cjo.api._limits import RateLimiter
 from cjo.api.auth import Principal
-from cjo.cli import cli
-from cjo.dev import dev_admin_key
+from cjo.cli.dev import dev_admin_key
+from cjo.cli.main import cli
+from cjo.control.principals import ApiKeys
 from cjo.runtime.settings import get_settings
 from cjo.store.db import SessionFactory
 from tests.api.conftest import ApiClients, AppFactory

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from cjo.activities.benefits import BenefitActivities, GrantBenefitInput, GrantRequest
+from cjo.activities.benefits.grants import BenefitActivities, GrantBenefitInput, GrantRequest
 from cjo.dsl import BenefitSpec
 from cjo.store.db import SessionFactory
 from tests.api.conftest import ApiClients

@@ -14,15 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from cjo.activities.campaigns import CampaignActivities
-from cjo.activities.journeys import (
+from cjo.activities.runs.campaigns import CampaignActivities
+from cjo.activities.runs.journeys import (
     EnterJourneyInput,
     FinishJourneyInput,
     JourneyActivities,
     RecordStepsInput,
     StepRecord,
 )
-from cjo.activities.stats import lift
+from cjo.control.stats import lift
 from cjo.store.db import SessionFactory
 from tests.api.conftest import ApiClients
 from tests.api.support import problem, publish

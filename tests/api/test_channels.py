@@ -13,13 +13,13 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
-from cjo.activities.channels.signing import signed_headers
 from cjo.api import create_app
+from cjo.delivery.signing import signed_headers
 from cjo.runtime.settings import ProviderSettings, Settings
 from cjo.store.db import SessionFactory
-from tests.activities.channels.message_rows import add_profile, message, store
 from tests.api.conftest import BASE_URL
 from tests.api.support import problem
+from tests.delivery.message_rows import add_profile, message, store
 
 SHARED_PUSH = "push-secret"
 SHARED_SMS = "sms-secret"

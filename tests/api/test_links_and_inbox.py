@@ -9,12 +9,12 @@ from urllib.parse import urlsplit
 import httpx
 from sqlalchemy import text
 
-from cjo.activities.channels.links import link_signature
+from cjo.activities.messaging.links import link_signature
 from cjo.runtime.settings import get_settings
 from cjo.store.db import SessionFactory
-from tests.activities.channels.message_rows import AT, add_profile, message, store
-from tests.activities.test_messaging import add_user, request, send, template
+from tests.activities.messaging.test_send import add_user, request, send, template
 from tests.api.support import problem
+from tests.delivery.message_rows import AT, add_profile, message, store
 
 OFFER = "https://bank.example/offer?id=7"
 RATES = "https://bank.example/rates"

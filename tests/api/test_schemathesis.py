@@ -37,8 +37,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from cjo.activities.channels.signing import signed_headers
 from cjo.api import create_app
+from cjo.delivery.signing import signed_headers
 from cjo.runtime.settings import ProviderSettings, Settings
 from tests.api.conftest import BASE_URL, AppFactory
 from tests.api.support import add_customer, problem, publish

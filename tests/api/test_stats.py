@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import yaml
 
-from cjo.activities.campaigns import CampaignActivities
-from cjo.activities.journeys import (
+from cjo.activities.runs.campaigns import CampaignActivities
+from cjo.activities.runs.journeys import (
     EndReason,
     EnterJourneyInput,
     FinishJourneyInput,

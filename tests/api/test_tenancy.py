@@ -13,9 +13,9 @@ import httpx
 
 from cjo.store.db import SessionFactory
 from cjo.store.schema import Enrolment
-from tests.activities.channels.message_rows import message, store
 from tests.api.conftest import ApiClients
 from tests.api.support import EXAMPLES, YAML, problem, publish
+from tests.delivery.message_rows import message, store
 
 # What only the other lines have: none of it may appear in an answer to retail.
 OTHER_LINES_DATA = [

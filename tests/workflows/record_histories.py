@@ -35,8 +35,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import cjo.store.schema  # noqa: F401  (registers every table)
-from cjo.activities.campaigns import CampaignActivities, CampaignState, SetCampaignStateInput
-from cjo.activities.journey_models import JourneyInput, JourneyOutcome, StopRequest
+from cjo.activities.runs.campaigns import CampaignActivities, CampaignState, SetCampaignStateInput
+from cjo.activities.runs.models import JourneyInput, JourneyOutcome, StopRequest
 from cjo.dsl import Plan
 from cjo.runtime.stack import start_postgres, stop_postgres, temporal_binary
 from cjo.store.db import SessionFactory, make_engine, make_sessions

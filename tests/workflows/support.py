@@ -11,17 +11,17 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
-from cjo.activities.campaigns import CampaignActivities
-from cjo.activities.catalog import default_registry
-from cjo.activities.journey_models import JourneyEvent, JourneyInput, JourneyOutcome
-from cjo.activities.profiles import (
+from cjo.activities.calls.catalog import default_registry
+from cjo.activities.people.profiles import (
     ConsentChange,
     ProfileActivities,
     ProfileInput,
     SetConsentsInput,
     UpsertProfilesInput,
 )
-from cjo.activities.resources import ResourceActivities
+from cjo.activities.runs.campaigns import CampaignActivities
+from cjo.activities.runs.models import JourneyEvent, JourneyInput, JourneyOutcome
+from cjo.control.resources import ResourceActivities
 from cjo.dsl import Plan
 from cjo.store.db import SessionFactory
 from cjo.workflows.campaign import (

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from cjo.activities.journey_models import RoutedEvent
-from cjo.activities.routing import RouteEventsInput, RoutingActivities
+from cjo.activities.runs.models import RoutedEvent
+from cjo.activities.runs.routing import RouteEventsInput, RoutingActivities
 from cjo.store.db import SessionFactory
 from cjo.workflows.campaign import CampaignWorkflow
 from tests.workflows.support import add_customer, launch, morning, publish
@@ -156,8 +156,8 @@ spec:
 async def test_a_paused_campaign_sends_nothing_until_resumed(
     env: WorkflowEnvironment, client: Client, task_queue: str, sessions: SessionFactory
 ) -> None:
-    from cjo.activities.catalog import default_registry
-    from cjo.activities.resources import ResourceActivities
+    from cjo.activities.calls.catalog import default_registry
+    from cjo.control.resources import ResourceActivities
 
     resources = ResourceActivities(sessions, default_registry())
     assert (await resources.apply(PAUSE_BUNDLE)).valid

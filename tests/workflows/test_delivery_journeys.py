@@ -20,17 +20,17 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from cjo.activities.catalog import default_registry
-from cjo.activities.channels.feedback import DeliveryFeedback, DeliveryReport, RecordReportsInput
-from cjo.activities.channels.signing import signed_headers
-from cjo.activities.resources import ResourceActivities
-from cjo.activities.routing import RoutingActivities
+from cjo.activities.calls.catalog import default_registry
+from cjo.activities.runs.routing import RoutingActivities
 from cjo.api import create_app
+from cjo.control.resources import ResourceActivities
+from cjo.delivery.feedback import DeliveryFeedback, DeliveryReport, RecordReportsInput
+from cjo.delivery.signing import signed_headers
 from cjo.dsl import Plan
 from cjo.runtime.settings import ProviderSettings, Settings
 from cjo.store.db import SessionFactory
 from cjo.store.schema import Message
-from tests.activities.channels.message_rows import message, store
+from tests.delivery.message_rows import message, store
 from tests.workflows.support import add_customer, morning, publish, start
 
 BUNDLES = Path(__file__).parent / "bundles"

@@ -14,8 +14,8 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from cjo.activities.journey_models import RoutedEvent
-from cjo.activities.routing import RouteEventsInput, RoutingActivities
+from cjo.activities.runs.models import RoutedEvent
+from cjo.activities.runs.routing import RouteEventsInput, RoutingActivities
 from cjo.store.db import SessionFactory
 from cjo.workflows.campaign import CampaignWorkflow
 from tests.workflows.support import add_customer, launch, morning, publish, signal_event, start

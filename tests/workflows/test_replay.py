@@ -22,7 +22,7 @@ from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
-from cjo.activities.journey_models import JourneyInput, JourneyOutcome, StepResult
+from cjo.activities.runs.models import JourneyInput, JourneyOutcome, StepResult
 from cjo.dsl import PlanStep
 from cjo.worker import sandbox
 from cjo.workflows.journey import JourneyWorkflow

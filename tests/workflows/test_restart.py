@@ -28,9 +28,9 @@ from sqlalchemy import text
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from cjo.activities.catalog import default_registry
-from cjo.activities.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
-from cjo.activities.resources import ResourceActivities
+from cjo.activities.calls.catalog import default_registry
+from cjo.activities.people.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
+from cjo.control.resources import ResourceActivities
 from cjo.dsl import Plan
 from cjo.runtime.settings import Settings
 from cjo.runtime.stack import free_port, start_temporal, stop_temporal

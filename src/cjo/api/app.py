@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from cjo.activities.catalog import default_registry
+from cjo.activities.calls.catalog import default_registry
 from cjo.api._limits import BodyLimitMiddleware, RateLimiter
 from cjo.api.audit import AuditMiddleware
 from cjo.api.auth import GuardMiddleware

@@ -43,9 +43,9 @@ from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cjo.activities.audit_trail import AuditRow, AuditTrail
 from cjo.api.auth import STATE_KEY, Principal, guarded
 from cjo.api.deps import ApiState
+from cjo.control.audit_trail import AuditRow, AuditTrail
 from cjo.runtime.log import get_logger
 
 log = get_logger(__name__)

@@ -31,10 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cjo.activities.principals import ALL_BUSINESS_LINES, ROLES, ApiKeys, Role
 from cjo.api._limits import RateLimiter
 from cjo.api.deps import ApiState
 from cjo.api.problems import ApiProblem, not_found, problem_response
+from cjo.control.principals import ALL_BUSINESS_LINES, ROLES, ApiKeys, Role
 from cjo.runtime.log import get_logger
 from cjo.runtime.settings import Settings
 

@@ -12,13 +12,13 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from temporalio.client import Client
 
-from cjo.activities.campaigns import CampaignActivities
-from cjo.activities.profiles import ProfileActivities
-from cjo.activities.registry import ActivityRegistry
-from cjo.activities.resources import ResourceActivities
-from cjo.activities.routing import RoutingActivities
-from cjo.activities.stats import StatsActivities
+from cjo.activities.calls.registry import ActivityRegistry
+from cjo.activities.people.profiles import ProfileActivities
+from cjo.activities.runs.campaigns import CampaignActivities
+from cjo.activities.runs.routing import RoutingActivities
 from cjo.api.problems import ApiProblem
+from cjo.control.resources import ResourceActivities
+from cjo.control.stats import StatsActivities
 from cjo.runtime.settings import Settings
 from cjo.store.db import SessionFactory
 

@@ -18,18 +18,18 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from cjo.activities.campaigns import (
+    from cjo.activities.people.segments import SegmentActivities, SnapshotSegmentInput
+    from cjo.activities.runs.campaigns import (
         CampaignActivities,
         CampaignState,
         CountRunsInput,
         SetCampaignStateInput,
     )
-    from cjo.activities.routing import (
+    from cjo.activities.runs.routing import (
         EnrolPageInput,
         RoutingActivities,
         SignalRunsInput,
     )
-    from cjo.activities.segments import SegmentActivities, SnapshotSegmentInput
     from cjo.dsl import Plan
     from cjo.workflows._rules import next_cron_fire, zone_of
 

@@ -20,18 +20,20 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError as TemporalActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from cjo.activities.benefits import BenefitActivities, GrantBenefitInput, GrantRequest
-    from cjo.activities.calls import CallActivities, CallSpec, RunCallsInput
-    from cjo.activities.journey_models import (
-        JourneyEvent,
-        JourneyInput,
-        JourneyOutcome,
-        RunState,
-        StepResult,
-        StopRequest,
-        cel_value,
+    from cjo.activities.benefits.grants import BenefitActivities, GrantBenefitInput, GrantRequest
+    from cjo.activities.calls.runner import CallActivities, CallSpec, RunCallsInput
+    from cjo.activities.messaging.send import (
+        FallbackOption,
+        MessagingActivities,
+        SendMessageInput,
+        SendRequest,
+        TemplateRef,
     )
-    from cjo.activities.journeys import (
+    from cjo.activities.people.lifecycle import ProfileUpdate, UpdateProfilesInput
+    from cjo.activities.people.profiles import ProfileActivities
+    from cjo.activities.people.segments import CheckMembershipInput, SegmentActivities
+    from cjo.activities.risk.policies import EvaluateRiskInput, RiskActivities, RiskRequest
+    from cjo.activities.runs.journeys import (
         CampaignStateInput,
         EndReason,
         EnterJourneyInput,
@@ -41,17 +43,15 @@ with workflow.unsafe.imports_passed_through():
         RunRecords,
         StepRecord,
     )
-    from cjo.activities.lifecycle import ProfileUpdate, UpdateProfilesInput
-    from cjo.activities.messaging import (
-        FallbackOption,
-        MessagingActivities,
-        SendMessageInput,
-        SendRequest,
-        TemplateRef,
+    from cjo.activities.runs.models import (
+        JourneyEvent,
+        JourneyInput,
+        JourneyOutcome,
+        RunState,
+        StepResult,
+        StopRequest,
+        cel_value,
     )
-    from cjo.activities.profiles import ProfileActivities
-    from cjo.activities.risk import EvaluateRiskInput, RiskActivities, RiskRequest
-    from cjo.activities.segments import CheckMembershipInput, SegmentActivities
     from cjo.dsl import BenefitSpec, Plan, PlanStep, TemplateSpec, evaluate_expression
     from cjo.workflows._rules import (
         in_holdout,

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from cjo.activities.audit_trail import AuditQueryInput, AuditTrail
 from cjo.api.auth import Principal, require
 from cjo.api.deps import SessionsDep
 from cjo.api.problems import ApiProblem, problem_responses
+from cjo.control.audit_trail import AuditQueryInput, AuditTrail
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

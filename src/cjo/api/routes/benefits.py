@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from cjo.activities.benefits import (
+from cjo.activities.benefits.grants import (
     BenefitActivities,
     GrantChangeRequest,
     GrantPosition,
@@ -24,7 +24,7 @@ from cjo.activities.benefits import (
     RevokeGrantInput,
     UserGrantsInput,
 )
-from cjo.activities.profiles import ProfileContextInput
+from cjo.activities.people.profiles import ProfileContextInput
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Principal, require, visible
 from cjo.api.deps import ProfilesDep, ResourcesDep, SessionsDep

@@ -7,14 +7,7 @@ from typing import Annotated, get_args
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
-from cjo.activities.campaigns import CampaignPosition, CampaignState, UnknownCampaignError
-from cjo.activities.stats import (
-    StepUser,
-    StepUserPosition,
-    StepUsersInput,
-    StepUsersState,
-    UnknownStepError,
-)
+from cjo.activities.runs.campaigns import CampaignPosition, CampaignState, UnknownCampaignError
 from cjo.api.auth import Principal, require, visible
 from cjo.api.deps import CampaignsDep, StatsDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
@@ -25,6 +18,13 @@ from cjo.api.routes.campaigns import (
     CampaignOut,
     campaign_out,
     visible_campaign,
+)
+from cjo.control.stats import (
+    StepUser,
+    StepUserPosition,
+    StepUsersInput,
+    StepUsersState,
+    UnknownStepError,
 )
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])

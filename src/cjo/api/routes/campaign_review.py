@@ -24,8 +24,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from cjo.activities.campaigns import CampaignActivities
-from cjo.activities.segments import CountSegmentInput, SegmentActivities
+from cjo.activities.people.segments import CountSegmentInput, SegmentActivities
+from cjo.activities.runs.campaigns import CampaignActivities
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Principal, require
 from cjo.api.deps import CampaignsDep, ResourcesDep, SessionsDep, StateDep

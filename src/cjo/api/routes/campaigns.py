@@ -27,7 +27,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from cjo.activities.campaigns import (
+from cjo.activities.runs.campaigns import (
     ApprovalRequiredError,
     CampaignActivities,
     CampaignState,
@@ -37,7 +37,6 @@ from cjo.activities.campaigns import (
     SetCampaignStateInput,
     UnknownCampaignError,
 )
-from cjo.activities.stats import CampaignStatsInput, CampaignStatsResult
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Principal, require, visible
 from cjo.api.deps import (
@@ -49,6 +48,7 @@ from cjo.api.deps import (
     TemporalDep,
 )
 from cjo.api.problems import ApiProblem, conflict, not_found, problem_responses
+from cjo.control.stats import CampaignStatsInput, CampaignStatsResult
 from cjo.runtime.log import get_logger
 from cjo.store.schema import Campaign
 from cjo.workflows.campaign import CampaignInput, CampaignWorkflow

@@ -5,7 +5,7 @@ No API key protects these: providers sign each callback with their secret
 and a callback without a valid, fresh signature is answered 401 before its body is read
 as JSON. `?business_line=` names whose provider is calling (default `*`, the provider
 shared by every line): its secret for the channel checks the signature, and its reports
-count only for messages it delivers (see `cjo.activities.channels.receipts`).
+count only for messages it delivers (see `cjo.delivery.receipts`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from cjo.activities.channels.feedback import DeliveryFeedback, DeliveryReport, report_time
-from cjo.activities.channels.receipts import ProviderReceipts, ProviderReportsInput
-from cjo.activities.channels.replies import RecordRepliesInput, SmsReplies, SmsReply
-from cjo.activities.channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from cjo.activities.routing import RoutingActivities
+from cjo.activities.runs.routing import RoutingActivities
 from cjo.api._limits import MAX_BATCH
 from cjo.api.deps import OptionalTemporalDep, RoutingDep, SessionsDep, StateDep, TaskQueueDep
 from cjo.api.problems import ApiProblem, problem_responses, too_large
+from cjo.delivery.feedback import DeliveryFeedback, DeliveryReport, report_time
+from cjo.delivery.receipts import ProviderReceipts, ProviderReportsInput
+from cjo.delivery.replies import RecordRepliesInput, SmsReplies, SmsReply
+from cjo.delivery.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from cjo.runtime.settings import ANY_BUSINESS_LINE, Channel, Settings
 
 router = APIRouter(prefix="/v1/channels", tags=["channels"])

@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks
 from pydantic import BaseModel, ConfigDict
 
-from cjo.activities.journey_models import RoutedEvent
-from cjo.activities.profiles import EventInput, IngestEventsInput
-from cjo.activities.routing import RouteEventsInput, RoutingActivities, stored_events
+from cjo.activities.people.profiles import EventInput, IngestEventsInput
+from cjo.activities.runs.models import RoutedEvent
+from cjo.activities.runs.routing import RouteEventsInput, RoutingActivities, stored_events
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Principal, require
 from cjo.api.deps import ProfilesDep, RoutingDep, StateDep

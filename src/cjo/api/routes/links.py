@@ -14,11 +14,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import RedirectResponse
 
-from cjo.activities.channels.feedback import DeliveryFeedback
-from cjo.activities.channels.links import TrackedLinks
-from cjo.activities.routing import RoutingActivities
+from cjo.activities.runs.routing import RoutingActivities
 from cjo.api.deps import OptionalTemporalDep, SessionsDep, StateDep, TaskQueueDep
 from cjo.api.problems import not_found, problem_responses
+from cjo.delivery.clicks import TrackedLinks
+from cjo.delivery.feedback import DeliveryFeedback
 from cjo.runtime.log import get_logger
 
 router = APIRouter(tags=["links"])

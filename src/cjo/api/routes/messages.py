@@ -15,8 +15,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cjo.activities.channels.feedback import DeliveryFeedback
-from cjo.activities.channels.message_centre import (
+from cjo.activities.people.profiles import ProfileContextInput
+from cjo.activities.runs.routing import RoutingActivities
+from cjo.api.audit import AuditDep
+from cjo.api.auth import Principal, require
+from cjo.api.deps import OptionalTemporalDep, ProfilesDep, SessionsDep, TaskQueueDep
+from cjo.api.problems import ApiProblem, not_found, problem_responses
+from cjo.control.tenancy import Tenancy
+from cjo.delivery.feedback import DeliveryFeedback
+from cjo.delivery.message_centre import (
     InboxItem,
     InboxPageInput,
     MarkReadInput,
@@ -25,13 +32,6 @@ from cjo.activities.channels.message_centre import (
     UserMessage,
     UserMessagesInput,
 )
-from cjo.activities.profiles import ProfileContextInput
-from cjo.activities.routing import RoutingActivities
-from cjo.activities.tenancy import Tenancy
-from cjo.api.audit import AuditDep
-from cjo.api.auth import Principal, require
-from cjo.api.deps import OptionalTemporalDep, ProfilesDep, SessionsDep, TaskQueueDep
-from cjo.api.problems import ApiProblem, not_found, problem_responses
 from cjo.runtime.settings import Channel
 
 router = APIRouter(prefix="/v1/users", tags=["users"])

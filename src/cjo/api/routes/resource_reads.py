@@ -14,12 +14,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from cjo.activities.resource_diff import PathChange, changed_paths, unified_diff
-from cjo.activities.resources import ResourceActivities
 from cjo.api.auth import Principal, require, visible
 from cjo.api.deps import ResourcesDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from cjo.api.problems import ApiProblem, not_found, problem_responses
+from cjo.control.resource_diff import PathChange, changed_paths, unified_diff
+from cjo.control.resources import ResourceActivities
 from cjo.store.schema import Resource, ResourceVersion
 
 router = APIRouter(prefix="/v1/resources", tags=["resources"])

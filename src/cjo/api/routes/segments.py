@@ -9,8 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
-from cjo.activities.resources import ResourceActivities
-from cjo.activities.segments import (
+from cjo.activities.people.segments import (
     DEFAULT_TIMEZONE,
     CountSegmentInput,
     SampledMember,
@@ -22,6 +21,7 @@ from cjo.api.auth import Principal, require
 from cjo.api.deps import ResourcesDep, SessionsDep
 from cjo.api.problems import ApiProblem, problem_responses
 from cjo.api.routes.resource_reads import LineQuery, resource_head
+from cjo.control.resources import ResourceActivities
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 Viewer = Annotated[Principal, require("viewer")]

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Body, Path, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cjo.activities.profiles import (
+from cjo.activities.people.profiles import (
     Channel,
     ConsentChange,
     ProfileActivities,
@@ -28,11 +28,11 @@ from cjo.activities.profiles import (
     UpsertProfilesInput,
     UserProfile,
 )
-from cjo.activities.stats import JourneyRun, RunPosition, UserJourneysInput
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Principal, require
 from cjo.api.deps import ProfilesDep, StateDep, StatsDep
 from cjo.api.problems import ApiProblem, not_found, problem_responses, too_large
+from cjo.control.stats import JourneyRun, RunPosition, UserJourneysInput
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]

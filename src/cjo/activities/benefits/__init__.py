@@ -1,0 +1,1 @@
+"""Benefits (goods): grants from a ledger, redemption, revocation and expiry."""

@@ -1,0 +1,1 @@
+"""`call` steps: the registry through which engineers add activities, and its runner."""

@@ -1,1 +1,0 @@
-"""Channels: delivering the outbox to providers, and what providers report back."""

@@ -1,0 +1,1 @@
+"""Messaging: the send decision (consent, caps, quiet hours, rendering) and the outbox."""

@@ -1,0 +1,1 @@
+"""People: profiles, consents, events, lifecycle stages and segments."""

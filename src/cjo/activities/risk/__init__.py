@@ -1,0 +1,1 @@
+"""Risk: RiskPolicies evaluated for pages of users, and risk lists."""

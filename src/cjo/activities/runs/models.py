@@ -1,0 +1,117 @@
+"""The contract of a journey run: what starts it, what it receives, what it carries.
+
+The interpreter (`cjo.workflows.journey`) runs on these; the router and the campaign
+activities start runs and signal them with them. Plain pydantic models: Temporal's
+pydantic data converter turns them into payloads, and the same models come back on replay
+and after continue-as-new.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cjo.activities.people.profiles import UserProfile
+from cjo.activities.runs.journeys import StepRecord
+from cjo.dsl import Plan
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JourneyEvent(_Model):
+    """An event as journeys see it (the DSL's `trigger` and `event` roots)."""
+
+    id: str | None = None
+    name: str
+    props: dict[str, Any] = Field(default_factory=dict)
+    ts: datetime
+
+    def as_context(self) -> dict[str, Any]:
+        return {"name": self.name, "props": self.props, "ts": self.ts}
+
+
+class RoutedEvent(_Model):
+    """An event of one user, on its way to the journeys it concerns."""
+
+    id: str | None = None
+    user_id: str
+    name: str
+    props: dict[str, Any] = Field(default_factory=dict)
+    ts: datetime
+
+    def as_journey_event(self) -> JourneyEvent:
+        return JourneyEvent(id=self.id, name=self.name, props=self.props, ts=self.ts)
+
+    def context(self) -> dict[str, Any]:
+        return self.as_journey_event().as_context()
+
+
+class StepResult(_Model):
+    """What `steps.<id>` shows to later expressions and templates."""
+
+    outcome: str | None = None
+    result: dict[str, Any] = Field(default_factory=dict)
+    event: JourneyEvent | None = None
+
+    def as_context(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "result": self.result,
+            "event": self.event.as_context() if self.event else None,
+        }
+
+
+class RunState(_Model):
+    """Everything a run knows, carried whole into a continued-as-new execution."""
+
+    run_key: str
+    entered_at: datetime
+    holdout: bool = False
+    profile: UserProfile | None = None
+    position: str | None = None  # the step to run next; None once the graph is done
+    path: list[str] = Field(default_factory=list)  # every step run, in order
+    visits: dict[str, int] = Field(default_factory=dict)
+    steps: dict[str, StepResult] = Field(default_factory=dict)
+    variant: str | None = None
+    benefit: dict[str, Any] | None = None
+    converted_at: datetime | None = None
+    # Events received since the last wait ended, for the next `wait_for` to consider.
+    unconsumed: list[JourneyEvent] = Field(default_factory=list)
+    pending: list[StepRecord] = Field(default_factory=list)
+    expression_errors: int = 0
+
+
+class JourneyInput(_Model):
+    plan: Plan
+    user_id: str
+    trigger: JourneyEvent
+    entry_key: str | None = None
+    campaign_id: str | None = None
+    state: RunState | None = None  # set only when continuing as new
+
+
+class JourneyOutcome(_Model):
+    end_reason: str
+    converted_at: datetime | None = None
+    path: list[str] = Field(default_factory=list)
+
+
+class StopRequest(_Model):
+    reason: str = "stopped"
+
+
+def cel_value(value: Any) -> Any:
+    """Values CEL accepts: dates become ISO strings, containers are converted deeply."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(key): cel_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [cel_value(item) for item in value]
+    return value

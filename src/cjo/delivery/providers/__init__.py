@@ -1,0 +1,1 @@
+"""Channel providers: one module per kind of provider."""

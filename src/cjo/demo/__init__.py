@@ -1,0 +1,1 @@
+"""`make demo`: the whole stack on the bundled examples, with stand-in channel providers."""

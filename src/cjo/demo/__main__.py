@@ -1,0 +1,5 @@
+"""`python -m cjo.demo` (what `make demo` runs)."""
+
+from cjo.demo.walkthrough import main
+
+main()
