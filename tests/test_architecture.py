@@ -123,6 +123,7 @@ def test_dsl_public_surface_is_pinned() -> None:
         "ValidationResult",
         "Value",
         "compile_bundle",
+        "compile_validated",
         "content_hash",
         "evaluate_expression",
         "json_schema",

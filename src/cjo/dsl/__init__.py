@@ -69,6 +69,7 @@ __all__ = [
     "ValidationResult",
     "Value",
     "compile_bundle",
+    "compile_validated",
     "content_hash",
     "evaluate_expression",
     "json_schema",
@@ -110,7 +111,12 @@ def compile_bundle(
     text: str | bytes, file: str = "<input>", lookup: ResourceLookup | None = None
 ) -> CompiledBundle:
     """Validate a bundle and compile each of its journeys, keyed by journey name."""
-    result = validate(text, file, lookup)
+    return compile_validated(validate(text, file, lookup))
+
+
+def compile_validated(result: ValidationResult) -> CompiledBundle:
+    """Compile each journey of a bundle `validate` has already checked, without checking
+    it again; a result with errors raises as `compile_bundle` does."""
     if has_errors(result.diagnostics):
         if any(d.code in ("E100", "E101") for d in result.diagnostics):
             raise DslSyntaxError(result.diagnostics)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -34,3 +42,17 @@ def make_sync_engine(url: str) -> Engine:
 
 def make_sessions(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction: committed when the block ends, rolled back if it raises."""
+    async with sessions() as session, session.begin():
+        yield await session.connection()
+
+
+@asynccontextmanager
+async def connection(sessions: SessionFactory) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads (autobegun; what it read is not committed, nothing to commit)."""
+    async with sessions() as session:
+        yield await session.connection()
