@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import httpx
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
+import httpx
+import pytest
+from sqlalchemy import event
+
+import cjo.dsl
 from cjo.store.db import SessionFactory
 from tests.api.support import EXAMPLES, YAML, count, problem
 
@@ -105,3 +113,68 @@ async def test_bundle_size_and_type_are_checked(db_api: httpx.AsyncClient) -> No
         "/v1/resources", content=b"{}", headers={"content-type": "application/json"}
     )
     assert problem(as_json, 415)["type"] == "urn:cjo:problem:unsupported-media-type"
+
+
+class Loads:
+    """What one request cost: the queries that loaded published resources (the newest
+    version of each, joined to its head) and the validations of a bundle."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+        self.validations = 0
+
+
+@contextmanager
+def counting(sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loads]:
+    """Counts, without changing them, the SELECTs the database sees on the test's engine
+    and the calls of the DSL's `validate` (the real one still runs), wherever CJO calls it."""
+    loads = Loads()
+    real = cjo.dsl.validate
+
+    def validate(*args: Any, **kwargs: Any) -> cjo.dsl.ValidationResult:
+        loads.validations += 1
+        return real(*args, **kwargs)
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("cjo") and getattr(module, "validate", None) is real:
+            monkeypatch.setattr(module, "validate", validate)
+
+    def observe(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        flat = " ".join(statement.split())
+        if flat.startswith("SELECT") and "FROM resource_versions JOIN resources" in flat:
+            loads.lookups += 1
+
+    engine = sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", observe)
+    try:
+        yield loads
+    finally:
+        event.remove(engine, "before_cursor_execute", observe)
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize(
+    ("path", "bundle", "status"),
+    [
+        ("/v1/resources", (EXAMPLES / "card_activation.yaml").read_text(), 200),
+        ("/v1/resources", BAD_SEGMENT, 422),
+        ("/v1/resources/validate", (EXAMPLES / "card_activation.yaml").read_text(), 200),
+        ("/v1/resources/validate", BAD_SEGMENT, 200),
+    ],
+    ids=["apply", "apply-invalid", "validate", "validate-invalid"],
+)
+async def test_a_bundle_is_looked_up_and_validated_once_per_request(
+    db_api: httpx.AsyncClient,
+    sessions: SessionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    bundle: str,
+    status: int,
+) -> None:
+    # Something published already, so the lookup has rows to load.
+    rest = "\n---\n".join((EXAMPLES / "dormant_savers.yaml").read_text().split("\n---\n")[1:])
+    assert (await db_api.post("/v1/resources", content=rest, headers=YAML)).status_code == 200
+    with counting(sessions, monkeypatch) as loads:
+        answer = await db_api.post(path, content=bundle, headers=YAML)
+    assert answer.status_code == status, answer.text
+    assert (loads.lookups, loads.validations) == (1, 1)

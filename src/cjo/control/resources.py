@@ -25,7 +25,8 @@ from cjo.dsl import (
     Envelope,
     InMemoryLookup,
     Plan,
-    compile_bundle,
+    ValidationResult,
+    compile_validated,
     resource_version,
     validate,
 )
@@ -41,6 +42,20 @@ class AppliedResource:
     version: str
     revision: int
     changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBundle:
+    """A bundle validated once, against the lookup loaded for it (`result.bundle.lookup`):
+    what `apply_checked` publishes, without loading or validating it again."""
+
+    text: str | bytes
+    result: ValidationResult
+
+    @property
+    def business_lines(self) -> list[str]:
+        """The business lines of its documents (those that passed their schema), sorted."""
+        return sorted({document.business_line for document in self.result.documents})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +103,25 @@ class ResourceActivities:
                 lookup.publish(DOCUMENT_ADAPTER.validate_python(stored.document))
         return lookup
 
+    async def check(self, text: str | bytes, file: str = "<bundle>") -> CheckedBundle:
+        """Validate a bundle against what is published now (one lookup, one validation)."""
+        return CheckedBundle(text, validate(text, file, await self.lookup()))
+
     async def apply(
         self, text: str | bytes, *, file: str = "<bundle>", actor: str | None = None
     ) -> ApplyOutcome:
         """Validate, compile and store a bundle: all of it, or (with errors) nothing."""
-        lookup = await self.lookup()
-        result = validate(text, file, lookup)
+        return await self.apply_checked(await self.check(text, file), actor=actor)
+
+    async def apply_checked(
+        self, checked: CheckedBundle, *, actor: str | None = None
+    ) -> ApplyOutcome:
+        """Compile and store a bundle `check` validated: all of it, or (with errors) nothing."""
+        result = checked.result
         if not result.valid:
             return ApplyOutcome(diagnostics=result.diagnostics)
-        plans = compile_bundle(text, file, lookup).plans
+        plans = compile_validated(result).plans
+        text = checked.text
         source = text.decode("utf-8") if isinstance(text, bytes) else text
         lines = source.splitlines(keepends=True)
         applied: list[AppliedResource] = []

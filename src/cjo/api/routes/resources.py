@@ -12,7 +12,7 @@ from cjo.api.audit import AuditDep
 from cjo.api.auth import Principal, require
 from cjo.api.deps import ResourcesDep
 from cjo.api.problems import ApiProblem, DiagnosticOut, not_found, problem_responses, too_large
-from cjo.dsl import ValidationResult, validate
+from cjo.control.resources import CheckedBundle
 
 router = APIRouter(prefix="/v1/resources", tags=["resources"])
 YAML_TYPES = frozenset(
@@ -159,8 +159,9 @@ async def validate_bundle(
     The answer lists every diagnostic; `valid` is false when one is an error. A bundle naming
     a business line the caller does not see answers 404.
     """
-    result = validate(bundle, file, await resources.lookup())
-    _within_scope(principal, result)
+    checked = await resources.check(bundle, file)
+    _within_scope(principal, checked)
+    result = checked.result
     return ValidateResponse(
         valid=result.valid, diagnostics=[DiagnosticOut.of(d) for d in result.diagnostics]
     )
@@ -183,9 +184,10 @@ async def apply_bundle(
 
     A bundle with an error answers 422 with its diagnostics and publishes nothing.
     """
-    lines = _within_scope(principal, validate(bundle, file, await resources.lookup()))
+    checked = await resources.check(bundle, file)
+    lines = _within_scope(principal, checked)
     audit.target("bundle", file, lines[0] if len(lines) == 1 else None)
-    outcome = await resources.apply(bundle, file=file, actor=principal.id)
+    outcome = await resources.apply_checked(checked, actor=principal.id)
     diagnostics = [DiagnosticOut.of(d) for d in outcome.diagnostics]
     if not outcome.valid:
         errors = [d for d in outcome.diagnostics if d.is_error]
@@ -202,13 +204,13 @@ async def apply_bundle(
     return ApplyResponse(applied=applied, diagnostics=diagnostics)
 
 
-def _within_scope(principal: Principal, result: ValidationResult) -> list[str]:
+def _within_scope(principal: Principal, checked: CheckedBundle) -> list[str]:
     """The bundle's business lines; 404 when one is not the caller's.
 
     Only documents that pass their schema are checked against what is published, so no
     diagnostic can tell of another line's resources once their lines are all the caller's.
     """
-    lines = sorted({document.business_line for document in result.documents})
+    lines = checked.business_lines
     for line in lines:
         if not principal.sees(line):
             raise not_found(f"no business line {line}")
