@@ -5,7 +5,7 @@ signature-checked instead) must carry `X-API-Key: <key>` or `Authorization: Bear
 `GuardMiddleware` checks them before anything else is done with the request (so an
 unauthenticated caller learns nothing from validation errors), rate-limits the principal,
 and leaves the `Principal` in the request's state; routes take it with `PrincipalDep` or
-`require(role)`.
+`require(role)`, as `Viewer`, `Operator`, `Approver` or `Admin`.
 
 Roles: viewer < operator < approver; admin has every role. A principal sees the business
 lines it is scoped to ("*" is every line); anything of another line answers 404 exactly as
@@ -40,11 +40,15 @@ from cjo.runtime.settings import Settings
 
 __all__ = [
     "ALL_BUSINESS_LINES",
+    "Admin",
+    "Approver",
     "GuardMiddleware",
+    "Operator",
     "Principal",
     "PrincipalDep",
     "ROLES",
     "Role",
+    "Viewer",
     "authenticate",
     "guarded",
     "require",
@@ -206,6 +210,13 @@ def require(role: Role) -> Any:
 
     _having_role.__name__ = f"require_{role}"
     return Depends(_having_role)
+
+
+# The principal of a route that needs the role; every route takes one of these.
+Viewer = Annotated[Principal, require("viewer")]
+Operator = Annotated[Principal, require("operator")]
+Approver = Annotated[Principal, require("approver")]
+Admin = Annotated[Principal, require("admin")]
 
 
 def visible(

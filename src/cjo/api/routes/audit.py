@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from cjo.api.auth import Principal, require
+from cjo.api.auth import Admin
 from cjo.api.deps import SessionsDep
 from cjo.api.problems import ApiProblem, problem_responses
 from cjo.control.audit_trail import AuditQueryInput, AuditTrail
@@ -71,7 +71,7 @@ class AuditPageOut(BaseModel):
 
 @router.get("", summary="Read the audit log", responses=problem_responses(401, 403, 422))
 async def list_audit(
-    principal: Annotated[Principal, require("admin")],
+    principal: Admin,
     sessions: SessionsDep,
     since: Annotated[AwareDatetime | None, Query(description="rows at or after")] = None,
     actor: Annotated[str | None, Query(max_length=128, description="key id or JWT sub")] = None,

@@ -26,7 +26,7 @@ from cjo.activities.benefits.grants import (
 )
 from cjo.activities.people.profiles import ProfileContextInput
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Principal, require, visible
+from cjo.api.auth import Operator, Principal, Viewer, visible
 from cjo.api.deps import ProfilesDep, ResourcesDep, SessionsDep
 from cjo.api.idempotency import IdempotencyDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
@@ -35,8 +35,6 @@ from cjo.api.routes.resource_reads import LineQuery, resource_head
 from cjo.dsl import BenefitSpec
 
 router = APIRouter(tags=["benefits"])
-Viewer = Annotated[Principal, require("viewer")]
-Operator = Annotated[Principal, require("operator")]
 GrantId = Annotated[str, Path(min_length=1, max_length=64)]
 _GRANT_EXAMPLE: dict[str, Any] = {
     "id": "b5e0c1d2a3f44e5f",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
 from cjo.activities.runs.campaigns import CampaignPosition, CampaignState, UnknownCampaignError
-from cjo.api.auth import Principal, require, visible
+from cjo.api.auth import Viewer, visible
 from cjo.api.deps import CampaignsDep, StatsDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from cjo.api.problems import not_found, problem_responses
@@ -28,7 +28,6 @@ from cjo.control.stats import (
 )
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
-Viewer = Annotated[Principal, require("viewer")]
 STATES: tuple[str, ...] = get_args(CampaignState)
 
 

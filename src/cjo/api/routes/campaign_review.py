@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cjo.activities.people.segments import CountSegmentInput, SegmentActivities
 from cjo.activities.runs.campaigns import CampaignActivities
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Principal, require
+from cjo.api.auth import Approver, Operator, Viewer
 from cjo.api.deps import CampaignsDep, ResourcesDep, SessionsDep, StateDep
 from cjo.api.problems import ApiProblem, conflict, problem_responses
 from cjo.api.routes.campaigns import (
@@ -43,9 +43,6 @@ from cjo.dsl import Plan
 from cjo.store.db import SessionFactory
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
-Viewer = Annotated[Principal, require("viewer")]
-Operator = Annotated[Principal, require("operator")]
-Approver = Annotated[Principal, require("approver")]
 _REVIEW_PROBLEMS = problem_responses(401, 403, 404, 409, 422)
 
 

@@ -38,7 +38,7 @@ from cjo.activities.runs.campaigns import (
     UnknownCampaignError,
 )
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Principal, require, visible
+from cjo.api.auth import Operator, Principal, Viewer, visible
 from cjo.api.deps import (
     CampaignsDep,
     OptionalTemporalDep,
@@ -57,8 +57,6 @@ from cjo.workflows.campaign import campaign_workflow_id as workflow_id
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 log = get_logger(__name__)
 CampaignId = Annotated[str, Path(min_length=1, max_length=64)]
-Viewer = Annotated[Principal, require("viewer")]
-Operator = Annotated[Principal, require("operator")]
 # A status query waits for a worker; the campaign's row answers even when none is free.
 QUERY_TIMEOUT = timedelta(seconds=5)
 # How long a move's answer waits for the workflow to record it, and how often it looks.

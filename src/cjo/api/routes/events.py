@@ -6,8 +6,6 @@ about a business line: they go to every line's journeys that wait for them, whoe
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, BackgroundTasks
 from pydantic import BaseModel, ConfigDict
 
@@ -15,7 +13,7 @@ from cjo.activities.people.profiles import EventInput, IngestEventsInput
 from cjo.activities.runs.models import RoutedEvent
 from cjo.activities.runs.routing import RouteEventsInput, RoutingActivities, stored_events
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Principal, require
+from cjo.api.auth import Operator
 from cjo.api.deps import ProfilesDep, RoutingDep, StateDep
 from cjo.api.problems import problem_responses, too_large
 from cjo.runtime.log import get_logger
@@ -69,7 +67,7 @@ class EventsAccepted(BaseModel):
     responses=problem_responses(403, 413, 422),
 )
 async def post_events(
-    _principal: Annotated[Principal, require("operator")],
+    _principal: Operator,
     audit: AuditDep,
     state: StateDep,
     batch: EventBatch,

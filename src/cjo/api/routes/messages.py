@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from cjo.activities.people.profiles import ProfileContextInput
 from cjo.activities.runs.routing import RoutingActivities
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Principal, require
+from cjo.api.auth import Operator, Viewer
 from cjo.api.deps import OptionalTemporalDep, ProfilesDep, SessionsDep, TaskQueueDep
 from cjo.api.problems import ApiProblem, not_found, problem_responses
 from cjo.control.tenancy import Tenancy
@@ -38,7 +38,6 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(max_length=1024)]
-Viewer = Annotated[Principal, require("viewer")]
 
 
 _INBOX_ITEM_EXAMPLE: dict[str, Any] = {
@@ -143,7 +142,7 @@ async def get_inbox(
     responses=problem_responses(403, 404, 422),
 )
 async def read_inbox_message(
-    principal: Annotated[Principal, require("operator")],
+    principal: Operator,
     audit: AuditDep,
     user_id: UserIdPath,
     message_id: Annotated[str, Path(min_length=1, max_length=64)],

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from cjo.api.auth import Principal, require, visible
+from cjo.api.auth import Principal, Viewer, visible
 from cjo.api.deps import ResourcesDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from cjo.api.problems import ApiProblem, not_found, problem_responses
@@ -23,7 +23,6 @@ from cjo.control.resources import ResourceActivities
 from cjo.store.schema import Resource, ResourceVersion
 
 router = APIRouter(prefix="/v1/resources", tags=["resources"])
-Viewer = Annotated[Principal, require("viewer")]
 Kind = Literal["Journey", "Segment", "Benefit", "Template", "RiskPolicy", "ContactPolicy"]
 KindPath = Annotated[Kind, Path(description="the resource's kind")]
 NamePath = Annotated[str, Path(min_length=1, max_length=64)]

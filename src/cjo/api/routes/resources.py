@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cjo.api._limits import MAX_BUNDLE_BYTES
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Principal, require
+from cjo.api.auth import Operator, Principal, Viewer
 from cjo.api.deps import ResourcesDep
 from cjo.api.problems import ApiProblem, DiagnosticOut, not_found, problem_responses, too_large
 from cjo.control.resources import CheckedBundle
@@ -149,7 +149,7 @@ FileQuery = Annotated[str, Query(max_length=256, description="the file name to r
     responses=problem_responses(404, 413, 415),
 )
 async def validate_bundle(
-    principal: Annotated[Principal, require("viewer")],
+    principal: Viewer,
     bundle: BundleDep,
     resources: ResourcesDep,
     file: FileQuery = "<request>",
@@ -174,7 +174,7 @@ async def validate_bundle(
     responses=problem_responses(403, 404, 413, 415, 422),
 )
 async def apply_bundle(
-    principal: Annotated[Principal, require("operator")],
+    principal: Operator,
     audit: AuditDep,
     bundle: BundleDep,
     resources: ResourcesDep,

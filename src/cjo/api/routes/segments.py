@@ -17,14 +17,13 @@ from cjo.activities.people.segments import (
     SegmentActivities,
     SegmentError,
 )
-from cjo.api.auth import Principal, require
+from cjo.api.auth import Principal, Viewer
 from cjo.api.deps import ResourcesDep, SessionsDep
 from cjo.api.problems import ApiProblem, problem_responses
 from cjo.api.routes.resource_reads import LineQuery, resource_head
 from cjo.control.resources import ResourceActivities
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
-Viewer = Annotated[Principal, require("viewer")]
 SegmentName = Annotated[str, Path(min_length=1, max_length=64)]
 
 

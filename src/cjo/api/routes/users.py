@@ -29,15 +29,13 @@ from cjo.activities.people.profiles import (
     UserProfile,
 )
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Principal, require
+from cjo.api.auth import Operator, Viewer
 from cjo.api.deps import ProfilesDep, StateDep, StatsDep
 from cjo.api.problems import ApiProblem, not_found, problem_responses, too_large
 from cjo.control.stats import JourneyRun, RunPosition, UserJourneysInput
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
-Viewer = Annotated[Principal, require("viewer")]
-Operator = Annotated[Principal, require("operator")]
 
 
 _PROFILE_FIELDS_EXAMPLE: dict[str, Any] = {
