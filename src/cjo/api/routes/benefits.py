@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from cjo.activities.benefits.grants import (
-    BenefitActivities,
+from cjo.activities.benefits.grants import BenefitActivities
+from cjo.activities.benefits.models import (
     GrantChangeRequest,
     GrantPosition,
     GrantView,
@@ -31,7 +31,7 @@ from cjo.api.deps import ProfilesDep, ResourcesDep, SessionsDep
 from cjo.api.idempotency import IdempotencyDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from cjo.api.problems import ApiProblem, not_found, problem_responses
-from cjo.api.routes.resource_reads import LineQuery, resource_head
+from cjo.api.routes._resources import LineQuery, resource_head
 from cjo.dsl import BenefitSpec
 
 router = APIRouter(tags=["benefits"])

@@ -12,7 +12,7 @@ from cjo.api.auth import Viewer, visible
 from cjo.api.deps import CampaignsDep, StatsDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from cjo.api.problems import not_found, problem_responses
-from cjo.api.routes.campaigns import (
+from cjo.api.routes._campaigns import (
     CAMPAIGN_EXAMPLE,
     CampaignId,
     CampaignOut,

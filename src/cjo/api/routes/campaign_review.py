@@ -30,7 +30,7 @@ from cjo.api.audit import AuditDep
 from cjo.api.auth import Approver, Operator, Viewer
 from cjo.api.deps import CampaignsDep, ResourcesDep, SessionsDep, StateDep
 from cjo.api.problems import ApiProblem, conflict, problem_responses
-from cjo.api.routes.campaigns import (
+from cjo.api.routes._campaigns import (
     TUNING,
     CampaignId,
     CampaignOut,
@@ -290,12 +290,11 @@ async def audience_size(
     """How many customers the campaign may reach, as its approvers are told."""
     trigger = plan.trigger
     if trigger.kind == "audience" and trigger.segment is not None:
-        pinned = plan.resources.get("Segment", {})
         counted = await SegmentActivities(sessions).count(
             CountSegmentInput(
                 business_line=plan.journey.business_line,
                 segment=trigger.segment,
-                segments={name: segment.spec for name, segment in pinned.items()},
+                segments=plan.resources.segments_as_written(),
                 at=at,
                 timezone=plan.contact_policy.timezone,
             )

@@ -15,12 +15,11 @@ The workflow id refuses a second start, so a campaign is launched once, ever.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
@@ -28,17 +27,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from cjo.activities.runs.campaigns import (
-    ApprovalRequiredError,
     CampaignActivities,
     CampaignState,
-    CampaignStateError,
-    DuplicateApprovalError,
-    SelfApprovalError,
     SetCampaignStateInput,
     UnknownCampaignError,
 )
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Operator, Principal, Viewer, visible
+from cjo.api.auth import Operator, Viewer
 from cjo.api.deps import (
     CampaignsDep,
     OptionalTemporalDep,
@@ -48,6 +43,18 @@ from cjo.api.deps import (
     TemporalDep,
 )
 from cjo.api.problems import ApiProblem, conflict, not_found, problem_responses
+from cjo.api.routes._campaigns import (
+    TUNING,
+    CampaignId,
+    CampaignLive,
+    CampaignOut,
+    audited_after,
+    audited_campaign,
+    campaign_out,
+    existing_campaign,
+    review_problems,
+    visible_campaign,
+)
 from cjo.control.stats import CampaignStatsInput, CampaignStatsResult
 from cjo.runtime.log import get_logger
 from cjo.store.schema import Campaign
@@ -56,7 +63,6 @@ from cjo.workflows.campaign import campaign_workflow_id as workflow_id
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 log = get_logger(__name__)
-CampaignId = Annotated[str, Path(min_length=1, max_length=64)]
 # A status query waits for a worker; the campaign's row answers even when none is free.
 QUERY_TIMEOUT = timedelta(seconds=5)
 # How long a move's answer waits for the workflow to record it, and how often it looks.
@@ -70,8 +76,6 @@ _SENT_FROM = {
     "stop": frozenset({"running", "paused"}),
 }
 _NOT_LAUNCHED = frozenset({"draft", "submitted", "approved"})
-# Settings a campaign carries into its workflow.
-TUNING = ("rate_per_second", "page_size")
 
 
 STATS_EXAMPLE: dict[str, Any] = {
@@ -97,26 +101,6 @@ STATS_EXAMPLE: dict[str, Any] = {
 }
 
 
-CAMPAIGN_EXAMPLE: dict[str, Any] = {
-    "id": "4c1d9e0b2a7f4e31",
-    "business_line": "retail",
-    "journey": "dormant-savers-reactivation",
-    "journey_version": "9f2c4e1a7b3d5c60",
-    "state": "submitted",
-    "created_by": "key_1a2b3c4d5e6f7a8b",
-    "settings": {"rate_per_second": 50.0},
-    "created_at": "2026-11-26T09:00:00Z",
-    "updated_at": "2026-11-26T09:05:00Z",
-    "launched_at": None,
-    "ended_at": None,
-    "submitted_by": "key_1a2b3c4d5e6f7a8b",
-    "submitted_at": "2026-11-26T09:05:00Z",
-    "audience_size": 152340,
-    "approvals_required": 2,
-    "live": None,
-}
-
-
 class CampaignCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -138,37 +122,6 @@ class CampaignCreate(BaseModel):
     version: str | None = Field(default=None, description="default: the newest version")
     rate_per_second: float | None = Field(default=None, gt=0, description="enrolment rate")
     page_size: int | None = Field(default=None, ge=1, le=10_000, description="enrolment page")
-
-
-class CampaignLive(BaseModel):
-    """What the campaign's workflow says of itself right now."""
-
-    state: str
-    fire: int
-    enrolled: int
-
-
-class CampaignOut(BaseModel):
-    """A campaign. `audience_size` and `approvals_required` are set when it is submitted."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [CAMPAIGN_EXAMPLE]})
-
-    id: str
-    business_line: str
-    journey: str
-    journey_version: str
-    state: str
-    created_by: str | None
-    settings: dict[str, Any]
-    created_at: datetime | None
-    updated_at: datetime | None
-    launched_at: datetime | None
-    ended_at: datetime | None
-    submitted_by: str | None = None
-    submitted_at: datetime | None = None
-    audience_size: int | None = None
-    approvals_required: int = 1
-    live: CampaignLive | None = None
 
 
 @router.post(
@@ -356,57 +309,8 @@ async def stop(
     campaign = await audited_campaign(audit, campaigns, principal, campaign_id)
     if campaign.state in _NOT_LAUNCHED:
         await _move(campaigns, campaign_id, "stopped")  # never launched: no workflow to tell
-        return audited_after(audit, await _campaign(campaigns, campaign_id))
+        return audited_after(audit, await existing_campaign(campaigns, campaign_id))
     return audited_after(audit, await _control(campaigns, temporal, campaign_id, "stopped", "stop"))
-
-
-# Shared with the other campaign routes ---------------------------------------------------
-
-
-async def visible_campaign(
-    campaigns: CampaignActivities, principal: Principal, campaign_id: str
-) -> Campaign:
-    """The campaign, or 404 when there is none or it is of a line the caller does not see."""
-    campaign = await _campaign(campaigns, campaign_id)
-    visible(principal, campaign.business_line, "campaign", campaign_id)
-    return campaign
-
-
-@contextmanager
-def review_problems(campaign_id: str) -> Iterator[None]:
-    """The review's refusals as problems: who may not (403) and what cannot be (409)."""
-    try:
-        yield
-    except UnknownCampaignError:
-        raise not_found(f"no campaign {campaign_id}") from None
-    except SelfApprovalError as error:
-        raise ApiProblem(403, "self-approval", error.message, title="Self-approval") from None
-    except ApprovalRequiredError as error:
-        raise ApiProblem(
-            403, "approval-required", error.message, title="Approval required"
-        ) from None
-    except DuplicateApprovalError as error:
-        raise ApiProblem(
-            409, "duplicate-approval", error.message, title="Approved already"
-        ) from None
-    except CampaignStateError as error:
-        raise conflict(error.message) from None
-
-
-async def audited_campaign(
-    audit: AuditDep, campaigns: CampaignActivities, principal: Principal, campaign_id: str
-) -> Campaign:
-    """The visible campaign, named as the audit row's target with its state before."""
-    campaign = await visible_campaign(campaigns, principal, campaign_id)
-    audit.target("campaign", campaign.id, campaign.business_line)
-    audit.before(campaign_out(campaign))
-    return campaign
-
-
-def audited_after(audit: AuditDep, campaign: Campaign) -> CampaignOut:
-    out = campaign_out(campaign)
-    audit.after(out)
-    return out
 
 
 async def _control(
@@ -416,7 +320,7 @@ async def _control(
     state: CampaignState,
     signal: str,
 ) -> Campaign:
-    campaign = await _campaign(campaigns, campaign_id)
+    campaign = await existing_campaign(campaigns, campaign_id)
     if campaign.state not in _SENT_FROM[signal]:
         raise conflict(f"a {campaign.state} campaign cannot be {_DONE[signal]}")
     try:
@@ -433,7 +337,7 @@ async def _settled(
     """The campaign once `done(state)` holds, or as it is when the wait runs out."""
     deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT_SECONDS
     while True:
-        campaign = await _campaign(campaigns, campaign_id)
+        campaign = await existing_campaign(campaigns, campaign_id)
         if done(campaign.state) or asyncio.get_running_loop().time() >= deadline:
             return campaign
         await asyncio.sleep(SETTLE_POLL_SECONDS)
@@ -446,13 +350,6 @@ async def _move(campaigns: CampaignActivities, campaign_id: str, state: Campaign
         )
 
 
-async def _campaign(campaigns: CampaignActivities, campaign_id: str) -> Campaign:
-    campaign = await campaigns.get(campaign_id)
-    if campaign is None:
-        raise not_found(f"no campaign {campaign_id}")
-    return campaign
-
-
 async def _live(temporal: Client, campaign_id: str) -> CampaignLive | None:
     try:
         status = await temporal.get_workflow_handle(workflow_id(campaign_id)).query(
@@ -462,7 +359,3 @@ async def _live(temporal: Client, campaign_id: str) -> CampaignLive | None:
         log.info("campaign status unavailable", campaign_id=campaign_id, error=str(error))
         return None
     return CampaignLive.model_validate(status.model_dump())
-
-
-def campaign_out(campaign: Campaign, live: CampaignLive | None = None) -> CampaignOut:
-    return CampaignOut.model_validate({**campaign.model_dump(), "live": live})

@@ -14,10 +14,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from cjo.api.auth import Principal, Viewer, visible
+from cjo.api.auth import Viewer, visible
 from cjo.api.deps import ResourcesDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
-from cjo.api.problems import ApiProblem, not_found, problem_responses
+from cjo.api.problems import not_found, problem_responses
+from cjo.api.routes._resources import LineQuery, resource_head
 from cjo.control.resource_diff import PathChange, changed_paths, unified_diff
 from cjo.control.resources import ResourceActivities
 from cjo.store.schema import Resource, ResourceVersion
@@ -26,10 +27,6 @@ router = APIRouter(prefix="/v1/resources", tags=["resources"])
 Kind = Literal["Journey", "Segment", "Benefit", "Template", "RiskPolicy", "ContactPolicy"]
 KindPath = Annotated[Kind, Path(description="the resource's kind")]
 NamePath = Annotated[str, Path(min_length=1, max_length=64)]
-LineQuery = Annotated[
-    str | None,
-    Query(max_length=64, description="the business line; optional when the name is in one"),
-]
 VersionRef = Annotated[str, Path(min_length=1, max_length=32, description="hash or revision")]
 _READ_PROBLEMS = problem_responses(401, 403, 404, 422)
 _SEGMENT_DOCUMENT: dict[str, Any] = {
@@ -355,37 +352,6 @@ async def diff_versions(
         unified=unified_diff(before.document, after.document, label(before), label(after)),
         changes=changed_paths(before.document, after.document),
     )
-
-
-async def resource_head(
-    resources: ResourceActivities,
-    principal: Principal,
-    kind: str,
-    name: str,
-    business_line: str | None,
-) -> Resource:
-    """The resource's head in the given (or the only visible) business line, else 404."""
-    missing = f"no {kind} {name}"
-    if business_line is not None:
-        visible(principal, business_line, kind, name)
-    heads = await resources.heads(
-        kind=kind,
-        name=name,
-        business_line=business_line,
-        business_lines=None if principal.sees_all else principal.business_lines,
-        limit=100,
-    )
-    if not heads:
-        raise not_found(missing if business_line is None else f"{missing} in {business_line}")
-    if len(heads) > 1:
-        lines = ", ".join(head.business_line for head in heads)
-        raise ApiProblem(
-            422,
-            "ambiguous-resource",
-            f"{kind} {name} is published in several business lines ({lines}); "
-            "name one with ?business_line=",
-        )
-    return heads[0]
 
 
 async def _version(resources: ResourceActivities, head: Resource, ref: str) -> ResourceVersion:
