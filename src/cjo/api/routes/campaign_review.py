@@ -290,11 +290,12 @@ async def audience_size(
     """How many customers the campaign may reach, as its approvers are told."""
     trigger = plan.trigger
     if trigger.kind == "audience" and trigger.segment is not None:
+        pinned = plan.resources.get("Segment", {})
         counted = await SegmentActivities(sessions).count(
             CountSegmentInput(
                 business_line=plan.journey.business_line,
                 segment=trigger.segment,
-                segments=plan.resources.segments_as_written(),
+                segments={name: segment.spec for name, segment in pinned.items()},
                 at=at,
                 timezone=plan.contact_policy.timezone,
             )
