@@ -34,7 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio import activity
 
 from cjo.activities._base import ActivityError
 from cjo.activities.runs.campaigns import UnknownCampaignError
@@ -194,12 +193,14 @@ class UserJourneysResult(_Model):
 
 
 class StatsActivities:
-    """Campaign figures and a user's runs, read from the run records."""
+    """Campaign figures and a user's runs, read from the run records.
+
+    Only the API reads them: they are plain methods, not Temporal activities (no worker
+    registers them, and no journey reads figures)."""
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
-    @activity.defn(name="stats.campaign")
     async def campaign_stats(self, data: CampaignStatsInput) -> CampaignStatsResult:
         params = {"campaign": data.campaign_id}
         async with self._sessions() as session, session.begin():
@@ -278,7 +279,6 @@ class StatsActivities:
             next=StepUserPosition(user_id=last.user_id, run_key=last.run_key) if last else None,
         )
 
-    @activity.defn(name="stats.user_journeys")
     async def user_journeys(self, data: UserJourneysInput) -> UserJourneysResult:
         """The user's runs, newest first, each with the steps it went through in order."""
         async with self._sessions() as session, session.begin():
