@@ -50,7 +50,7 @@ import cjo.store.schema  # noqa: F401  (registers every table)
 from cjo.activities.calls.catalog import default_registry
 from cjo.activities.people.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
 from cjo.activities.runs.campaigns import CampaignActivities, SetCampaignStateInput
-from cjo.activities.runs.models import JourneyEvent, JourneyInput
+from cjo.activities.runs.models import JourneyInput
 from cjo.activities.runs.routing import JOURNEY_WORKFLOW, workflow_id_for
 from cjo.control.resources import ResourceActivities
 from cjo.dsl import Plan
@@ -63,6 +63,7 @@ from cjo.runtime.stack import (
     stop_temporal,
 )
 from cjo.runtime.temporal import connect
+from cjo.steps.run import JourneyEvent
 from cjo.store.db import SessionFactory, make_engine, make_sessions
 from cjo.store.migrate import upgrade
 from cjo.worker import build_worker, run_until_signalled

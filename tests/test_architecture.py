@@ -20,12 +20,13 @@ ENTRY = frozenset({"api", "cli", "simulate", "demo", "worker", "__main__"})
 BASE = frozenset({"store", "dsl", "runtime"})
 # What each layer may import besides itself. Entry points may import anything.
 MAY_IMPORT: dict[str, frozenset[str]] = {
-    "workflows": frozenset({"activities", "dsl", "runtime"}),
-    "control": frozenset({"delivery", "activities"}) | BASE,
-    "delivery": frozenset({"activities"}) | BASE,
-    "activities": BASE,
-    "store": frozenset({"runtime"}),
-    "dsl": frozenset(),
+    "workflows": frozenset({"activities", "steps", "dsl", "runtime"}),
+    "control": frozenset({"delivery", "activities", "steps"}) | BASE,
+    "delivery": frozenset({"activities", "steps"}) | BASE,
+    "activities": frozenset({"steps"}) | BASE,
+    "steps": frozenset({"dsl", "runtime"}),
+    "store": frozenset({"dsl", "runtime"}),
+    "dsl": frozenset({"runtime"}),
     "runtime": frozenset(),
 }
 # The DSL is pure: it reads the text it is given and nothing else.
@@ -114,6 +115,7 @@ def test_dsl_public_surface_is_pinned() -> None:
         "Plan",
         "PlanStep",
         "PublishedResource",
+        "READ_ONLY_PROFILE_FIELDS",
         "ResourceLookup",
         "RiskPolicySpec",
         "SegmentSpec",
@@ -122,6 +124,7 @@ def test_dsl_public_surface_is_pinned() -> None:
         "TemplateSpec",
         "ValidationResult",
         "Value",
+        "WRITABLE_PROFILE_FIELDS",
         "compile_bundle",
         "compile_validated",
         "content_hash",

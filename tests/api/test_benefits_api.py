@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from cjo.activities.benefits.grants import BenefitActivities, GrantBenefitInput, GrantRequest
+from cjo.activities.benefits.grants import BenefitActivities
 from cjo.dsl import BenefitSpec
+from cjo.steps.contracts import GrantBenefitInput, GrantRequest
 from cjo.store.db import SessionFactory
 from tests.api.conftest import ApiClients
 from tests.api.support import count, problem, publish

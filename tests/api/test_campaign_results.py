@@ -20,9 +20,9 @@ from cjo.activities.runs.journeys import (
     FinishJourneyInput,
     JourneyActivities,
     RecordStepsInput,
-    StepRecord,
 )
 from cjo.control.stats import lift
+from cjo.steps.run import StepRecord
 from cjo.store.db import SessionFactory
 from tests.api.conftest import ApiClients
 from tests.api.support import problem, publish

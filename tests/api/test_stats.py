@@ -14,13 +14,12 @@ import yaml
 
 from cjo.activities.runs.campaigns import CampaignActivities
 from cjo.activities.runs.journeys import (
-    EndReason,
     EnterJourneyInput,
     FinishJourneyInput,
     JourneyActivities,
     RecordStepsInput,
-    StepRecord,
 )
+from cjo.steps.run import EndReason, StepRecord
 from cjo.store.db import SessionFactory
 from tests.api.support import publish
 from tests.workflows.support import EXAMPLES

@@ -60,7 +60,7 @@ async def test_journey_plans_are_stored_and_read_back(sessions: SessionFactory) 
     journey = next(a for a in outcome.applied if a.kind == "Journey")
     plan = await resources.journey_plan("credit-card", "card-activation")
     assert plan is not None and plan.version == journey.version
-    assert plan.resources["Benefit"]["cashback-20"].spec["value"] == 20
+    assert plan.resources.benefits["cashback-20"].spec.value == 20
     assert await resources.journey_plan("credit-card", "missing") is None
 
 

@@ -16,6 +16,7 @@ from cjo.dsl import (
     mermaid,
     validate,
 )
+from cjo.dsl.plan import ExpressionValue, LiteralValue, SendPlanStep, WaitForPlanStep
 
 BUNDLE = dedent(
     """\
@@ -126,15 +127,18 @@ def test_bundle_compiles_to_a_self_contained_plan() -> None:
         "suppressed": "wait_activation",
     }
     assert plan.steps["wait_activation"].routes == {"event": "reward", "timeout": "end"}
-    assert plan.steps["wait_activation"].params["timeout_seconds"] == 3 * 86400
-    assert plan.steps["welcome"].params["vars"] == {
-        "tier": {"expr": "trigger.props.tier"},
-        "bank": {"value": "Example Bank"},
+    waiting = plan.steps["wait_activation"]
+    assert isinstance(waiting, WaitForPlanStep) and waiting.params.timeout_seconds == 3 * 86400
+    welcome = plan.steps["welcome"]
+    assert isinstance(welcome, SendPlanStep)
+    assert welcome.params.vars == {
+        "tier": ExpressionValue(expr="trigger.props.tier"),
+        "bank": LiteralValue(value="Example Bank"),
     }
-    # Referenced resources travel inside the plan, pinned by version.
-    assert set(plan.resources) == {"Template", "Benefit"}
-    assert plan.resources["Benefit"]["cashback-20"].spec["value"] == 20
-    assert len(plan.resources["Template"]["card-welcome"].version) == 16
+    # Referenced resources travel inside the plan, typed and pinned by version.
+    assert set(plan.model_dump()["resources"]) == {"Template", "Benefit"}
+    assert plan.resources.benefits["cashback-20"].spec.value == 20
+    assert len(plan.resources.templates["card-welcome"].version) == 16
     assert plan.goal is not None and plan.goal.within_seconds == 30 * 86400
     assert plan.contact_policy.opt_out_pattern  # the business line's rules, defaults here
 
@@ -176,7 +180,7 @@ def test_published_resources_are_pinned_with_their_version() -> None:
     plan = compile_bundle(journey_only, "journey.yaml", lookup).plans["card-activation"]
     expected = lookup.resource("Benefit", "credit-card", "cashback-20")
     assert expected is not None
-    assert plan.resources["Benefit"]["cashback-20"].version == expected.version
+    assert plan.resources.benefits["cashback-20"].version == expected.version
     # Pinned by content: the same resource gives the same plan, wherever it was found.
     assert plan.version == plan_of(BUNDLE).version
 

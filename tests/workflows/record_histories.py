@@ -38,11 +38,20 @@ import cjo.store.schema  # noqa: F401  (registers every table)
 from cjo.activities.runs.campaigns import CampaignActivities, CampaignState, SetCampaignStateInput
 from cjo.activities.runs.models import JourneyInput, JourneyOutcome, StopRequest
 from cjo.dsl import Plan
+from cjo.dsl.plan import (
+    BranchPlanStep,
+    SegmentCase,
+    WaitDuration,
+    WaitPlanStep,
+    WaitUntilTime,
+    WaitUntilTimestamp,
+    WhenCase,
+)
 from cjo.runtime.stack import start_postgres, stop_postgres, temporal_binary
+from cjo.steps.rules import in_holdout
 from cjo.store.db import SessionFactory, make_engine, make_sessions
 from cjo.store.migrate import upgrade
 from cjo.worker import build_worker
-from cjo.workflows._rules import in_holdout
 from cjo.workflows.journey import JourneyWorkflow
 from tests.workflows.conftest import _test_server
 from tests.workflows.support import (
@@ -69,7 +78,12 @@ SUGGEST_CONTINUE_AFTER_EVENTS = 10
 # Real seconds to wait for a run to reach a state before giving up.
 SETTLE_SECONDS = 60.0
 T = TypeVar("T")
-WAIT_KINDS = ("duration_seconds", "until_time", "until_timestamp")  # a compiled wait's params
+# A compiled wait's bound, as the manifest names it.
+WAIT_KINDS: dict[type, str] = {
+    WaitDuration: "duration",
+    WaitUntilTime: "until_time",
+    WaitUntilTimestamp: "until_timestamp",
+}
 
 
 # Reading histories (test_replay.py uses these too) -------------------------------------
@@ -194,23 +208,23 @@ class Recorder:
         for step_id, step_type, outcome, detail in logged:
             if step_id not in ran_here or step_id not in plan.steps:
                 continue
-            params = plan.steps[step_id].params
+            step = plan.steps[step_id]
             if step_type not in ("branch", "end"):  # a case index or nothing says little
                 found.add(f"{step_type}:{outcome}")
             if step_type == "send" and detail.get("fallback_used"):
                 found.add("send:fallback")
-            elif step_type == "branch":
-                cases = params["cases"]
+            elif isinstance(step, BranchPlanStep):
+                cases = step.params.cases
                 kind = "default" if outcome == "default" else _case_kind(cases[int(outcome)])
                 found.add(f"branch:{kind}")
-            elif step_type == "wait":
-                kind = next(k for k in WAIT_KINDS if k in params)
-                found.add(f"wait:{kind.removesuffix('_seconds')}")
+            elif isinstance(step, WaitPlanStep):
+                kind = WAIT_KINDS[type(step.params)]
+                found.add(f"wait:{kind}")
         return found
 
 
-def _case_kind(case: dict[str, Any]) -> str:
-    return "cel" if case.get("when") is not None else "segment"
+def _case_kind(case: WhenCase | SegmentCase) -> str:
+    return "cel" if isinstance(case, WhenCase) else "segment"
 
 
 async def _settle(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -288,7 +302,9 @@ async def every_step(scene: Scene) -> None:
     plan = await publish(scene.sessions, str(REPO / EVERY_STEP))
     await add_customer(scene.sessions, "u-every", tags=["replay-member"])  # no push address
     await morning(scene.env, "22:30")
-    far_future = datetime.fromisoformat(plan.steps["far_future"].params["until_timestamp"])
+    far_step = plan.steps["far_future"]
+    assert isinstance(far_step, WaitPlanStep) and isinstance(far_step.params, WaitUntilTimestamp)
+    far_future = datetime.fromisoformat(far_step.params.until_timestamp)
     # Past that moment the wait would end at once and record no timer: move it later.
     assert far_future > await scene.env.get_current_time() + timedelta(days=30)
     handle = await start(scene.client, scene.task_queue, plan, "u-every", "replay_started")

@@ -20,9 +20,10 @@ from cjo.activities.people.profiles import (
     UpsertProfilesInput,
 )
 from cjo.activities.runs.campaigns import CampaignActivities
-from cjo.activities.runs.models import JourneyEvent, JourneyInput, JourneyOutcome
+from cjo.activities.runs.models import JourneyInput, JourneyOutcome
 from cjo.control.resources import ResourceActivities
 from cjo.dsl import Plan
+from cjo.steps.run import JourneyEvent
 from cjo.store.db import SessionFactory
 from cjo.workflows.campaign import (
     CampaignInput,

@@ -13,11 +13,14 @@ never does anything twice.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
+
+from cjo.steps.run import utc
+
+__all__ = ["ActivityError", "lock", "new_id", "utc"]
 
 
 class ActivityError(ApplicationError):
@@ -29,11 +32,6 @@ class ActivityError(ApplicationError):
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def utc(moment: datetime) -> datetime:
-    """An aware UTC datetime; naive input is taken to be UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 async def lock(session: AsyncSession, *parts: str) -> None:

@@ -20,10 +20,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col, select
 
 from cjo.activities._base import utc
-from cjo.activities.people.lifecycle import Frozen, Moment
 from cjo.activities.people.profiles import EventInput, ProfileActivities
 from cjo.activities.runs.routing import RoutingActivities, store_and_route
 from cjo.runtime.log import get_logger
+from cjo.steps.run import Contract, Moment
 from cjo.store.db import SessionFactory
 from cjo.store.schema import DeliveryReceipt, Message
 
@@ -38,7 +38,7 @@ EVENT_ID_MAX = 128
 log = get_logger(__name__)
 
 
-class DeliveryReport(Frozen):
+class DeliveryReport(Contract):
     """One thing a provider (or the dispatcher) says happened to one message."""
 
     message_id: str = Field(min_length=1, max_length=64)
@@ -55,11 +55,11 @@ class DeliveryReport(Frozen):
         return f"{self.message_id}/{self.status}/{self.report_id or ''}"
 
 
-class RecordReportsInput(Frozen):
+class RecordReportsInput(Contract):
     reports: list[DeliveryReport]
 
 
-class RecordReportsResult(Frozen):
+class RecordReportsResult(Contract):
     recorded: int
     duplicates: int
     unknown_message_ids: list[str]

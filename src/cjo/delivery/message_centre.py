@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import text
 
-from cjo.activities.people.lifecycle import Frozen, Moment, UserId
 from cjo.delivery.feedback import DeliveryFeedback, DeliveryReport, RecordReportsInput
+from cjo.steps.run import Contract, Moment, UserId
 from cjo.store.db import SessionFactory
 
 INBOX = "inbox"
@@ -24,14 +24,14 @@ INBOX = "inbox"
 VISIBLE_STATUSES = ("sent", "delivered")
 
 
-class MessagePosition(Frozen):
+class MessagePosition(Contract):
     """Where a page ended: the last message's creation time and id."""
 
     created_at: datetime
     id: str
 
 
-class InboxItem(Frozen):
+class InboxItem(Contract):
     id: str
     journey: str | None
     step: str | None
@@ -45,33 +45,33 @@ class InboxItem(Frozen):
     read_at: datetime | None
 
 
-class InboxPageInput(Frozen):
+class InboxPageInput(Contract):
     user_id: UserId
     unread_only: bool = False
     limit: int = Field(default=50, ge=1, le=500)
     after: MessagePosition | None = None
 
 
-class InboxPage(Frozen):
+class InboxPage(Contract):
     items: list[InboxItem]
     next: MessagePosition | None
     unread: int
 
 
-class MarkReadInput(Frozen):
+class MarkReadInput(Contract):
     user_id: UserId
     message_id: str = Field(min_length=1, max_length=64)
     at: Moment
 
 
-class MarkReadResult(Frozen):
+class MarkReadResult(Contract):
     """`found`: the message is a visible inbox message of this user; `read_at`: the first read."""
 
     found: bool
     read_at: datetime | None = None
 
 
-class UserMessage(Frozen):
+class UserMessage(Contract):
     id: str
     channel: str
     status: str
@@ -88,7 +88,7 @@ class UserMessage(Frozen):
     read_at: datetime | None
 
 
-class UserMessagesInput(Frozen):
+class UserMessagesInput(Contract):
     user_id: UserId
     channel: str | None = None
     status: str | None = None
@@ -96,7 +96,7 @@ class UserMessagesInput(Frozen):
     after: MessagePosition | None = None
 
 
-class UserMessagesPage(Frozen):
+class UserMessagesPage(Contract):
     items: list[UserMessage]
     next: MessagePosition | None
 

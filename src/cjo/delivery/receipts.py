@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 from sqlmodel import col, select
 
-from cjo.activities.people.lifecycle import Frozen
 from cjo.delivery.feedback import (
     DeliveryFeedback,
     DeliveryReport,
@@ -22,13 +21,14 @@ from cjo.delivery.feedback import (
     RecordReportsResult,
 )
 from cjo.runtime.log import get_logger
+from cjo.steps.run import Contract
 from cjo.store.db import SessionFactory
 from cjo.store.schema import Message
 
 log = get_logger(__name__)
 
 
-class ProviderReportsInput(Frozen):
+class ProviderReportsInput(Contract):
     channel: str
     reports: list[DeliveryReport]
 

@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from pydantic import Field
 from sqlalchemy import text
 
-from cjo.activities.people.lifecycle import Frozen, Moment
 from cjo.activities.people.profiles import (
     ConsentChange,
     EventInput,
@@ -35,6 +34,7 @@ from cjo.activities.people.profiles import (
 )
 from cjo.activities.runs.routing import RoutingActivities, store_and_route
 from cjo.runtime.log import get_logger
+from cjo.steps.run import Contract, Moment
 from cjo.store.db import SessionFactory
 
 REPLY_EVENT = "sms_replied"
@@ -44,7 +44,7 @@ _CHINA_MOBILE = re.compile(r"^1[0-9]{10}$")
 log = get_logger(__name__)
 
 
-class SmsReply(Frozen):
+class SmsReply(Contract):
     """One inbound SMS; `id` is the provider's, so that a repeated callback counts once."""
 
     phone: str = Field(min_length=1, max_length=32)
@@ -60,12 +60,12 @@ class SmsReply(Frozen):
         return f"{self.phone}\x1f{self.text}\x1f{self.at.isoformat()}"
 
 
-class RecordRepliesInput(Frozen):
+class RecordRepliesInput(Contract):
     replies: list[SmsReply]
     keywords: list[str]
 
 
-class ReplyOutcome(Frozen):
+class ReplyOutcome(Contract):
     """`keyword`: the opt-out keyword the reply is, if it is one; `revoked`: the users
     whose SMS consent it withdrew (a later consent change, already stored, wins)."""
 
@@ -74,7 +74,7 @@ class ReplyOutcome(Frozen):
     revoked: list[str]
 
 
-class RecordRepliesResult(Frozen):
+class RecordRepliesResult(Contract):
     results: list[ReplyOutcome]
     events: int
 

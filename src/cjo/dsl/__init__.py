@@ -19,6 +19,7 @@ from cjo.dsl._cel import evaluate as evaluate_expression
 from cjo.dsl._compile import compile_journey
 from cjo.dsl._diagnostics import CODES, Diagnostic, Severity, has_errors
 from cjo.dsl._documents import API_VERSION, DOCUMENT_ADAPTER, KINDS, Envelope, JourneyDocument
+from cjo.dsl._journey import READ_ONLY_PROFILE_FIELDS, WRITABLE_PROFILE_FIELDS
 from cjo.dsl._lookup import (
     ActivityDeclaration,
     InMemoryLookup,
@@ -28,7 +29,6 @@ from cjo.dsl._lookup import (
     resource_version,
 )
 from cjo.dsl._mermaid import mermaid
-from cjo.dsl._plan import Plan, PlanStep, Value
 from cjo.dsl._resources import (
     BenefitSpec,
     ContactPolicySpec,
@@ -40,6 +40,7 @@ from cjo.dsl._schema import json_schema
 from cjo.dsl._templates import TemplateRenderError
 from cjo.dsl._templates import render as render_template
 from cjo.dsl._validate import ValidationResult, validate
+from cjo.dsl.plan import Plan, PlanStep, Value
 
 __all__ = [
     "API_VERSION",
@@ -51,6 +52,8 @@ __all__ = [
     "TemplateSpec",
     "CODES",
     "KINDS",
+    "READ_ONLY_PROFILE_FIELDS",
+    "WRITABLE_PROFILE_FIELDS",
     "ActivityDeclaration",
     "CompiledBundle",
     "Diagnostic",

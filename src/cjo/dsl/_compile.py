@@ -12,6 +12,7 @@ from cjo.dsl._check_journey import outcomes_of
 from cjo.dsl._check_resources import segment_references
 from cjo.dsl._documents import JourneyDocument
 from cjo.dsl._journey import (
+    BranchCase,
     BranchStep,
     CallStep,
     EndStep,
@@ -25,20 +26,6 @@ from cjo.dsl._journey import (
     WaitStep,
 )
 from cjo.dsl._lookup import canonical_json, content_hash
-from cjo.dsl._plan import (
-    Plan,
-    PlanContactPolicy,
-    PlanEntry,
-    PlanExit,
-    PlanFrequency,
-    PlanGoal,
-    PlanJourney,
-    PlanLimits,
-    PlanQuietHours,
-    PlanResource,
-    PlanStep,
-    PlanTrigger,
-)
 from cjo.dsl._resources import (
     DEFAULT_CONTACT_POLICY,
     ContactPolicySpec,
@@ -49,18 +36,61 @@ from cjo.dsl._resources import (
     VelocityCheck,
 )
 from cjo.dsl._types import duration_seconds, parse_timestamp
+from cjo.dsl.plan import (
+    BranchParams,
+    BranchPlanStep,
+    CallParams,
+    CallPlanStep,
+    EndParams,
+    EndPlanStep,
+    ExpressionValue,
+    GrantParams,
+    GrantPlanStep,
+    LiteralValue,
+    Plan,
+    PlanContactPolicy,
+    PlanEntry,
+    PlanExit,
+    PlanFallback,
+    PlanFrequency,
+    PlanGoal,
+    PlanJourney,
+    PlanLimits,
+    PlanQuietHours,
+    PlanResources,
+    PlanStep,
+    PlanTrigger,
+    PlanVariant,
+    RiskParams,
+    RiskPlanStep,
+    SegmentCase,
+    SendParams,
+    SendPlanStep,
+    SplitParams,
+    SplitPlanStep,
+    UpdateParams,
+    UpdatePlanStep,
+    Values,
+    WaitDuration,
+    WaitForParams,
+    WaitForPlanStep,
+    WaitPlanStep,
+    WaitUntilTime,
+    WaitUntilTimestamp,
+    WhenCase,
+)
 
 
 class CompileError(Exception):
     """Compilation was asked of a journey that did not validate."""
 
 
-def _values(values: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """`${ expr }` strings become {"expr": ...}; anything else {"value": ...} (see `Value`)."""
-    out: dict[str, dict[str, Any]] = {}
+def _values(values: dict[str, Any] | None) -> Values:
+    """`${ expr }` strings become expressions; anything else is a literal value."""
+    out: Values = {}
     for key, value in (values or {}).items():
         expression = expression_of(value)
-        out[key] = {"expr": expression} if expression is not None else {"value": value}
+        out[key] = ExpressionValue(expr=expression) if expression else LiteralValue(value=value)
     return out
 
 
@@ -68,54 +98,66 @@ def _utc(timestamp: str) -> str:
     return parse_timestamp(timestamp).astimezone(UTC).isoformat()
 
 
-def _params(step: Any) -> dict[str, Any]:
-    """The normalised settings of one step; keys per type are documented in the README."""
+def _case(case: BranchCase) -> WhenCase | SegmentCase:
+    if case.when is not None:
+        return WhenCase(when=case.when)
+    assert case.segment is not None  # the DSL model checked: exactly one of the two
+    return SegmentCase(segment=case.segment)
+
+
+def _plan_step(step: Any, routes: dict[str, str]) -> PlanStep:
+    """One step of the Plan: its settings normalised, its routes spelled out."""
+    common: dict[str, Any] = {"id": step.id, "title": step.title, "routes": routes}
     if isinstance(step, SendStep):
-        return {
-            "channel": step.channel,
-            "template": step.template,
-            "vars": _values(step.vars),
-            "fallback": [{"channel": f.channel, "template": f.template} for f in step.fallback],
-            "marketing": step.marketing,
-        }
+        fallback = [PlanFallback(channel=f.channel, template=f.template) for f in step.fallback]
+        send = SendParams(
+            channel=step.channel,
+            template=step.template,
+            vars=_values(step.vars),
+            fallback=fallback,
+            marketing=step.marketing,
+        )
+        return SendPlanStep(type="send", params=send, **common)
     if isinstance(step, GrantStep):
-        return {"benefit": step.benefit, "quantity": step.quantity}
+        grant = GrantParams(benefit=step.benefit, quantity=step.quantity)
+        return GrantPlanStep(type="grant", params=grant, **common)
     if isinstance(step, RiskStep):
-        # A reject with no `on.reject` ends the run as `rejected`, not `completed`.
-        return {"policy": step.policy, "reject_ends_run": "reject" not in (step.on or {})}
+        risk = RiskParams(policy=step.policy, reject_ends_run="reject" not in (step.on or {}))
+        return RiskPlanStep(type="risk", params=risk, **common)
     if isinstance(step, BranchStep):
-        return {
-            "cases": [
-                {"when": case.when} if case.when is not None else {"segment": case.segment}
-                for case in step.cases
-            ]
-        }
+        cases = [_case(case) for case in step.cases]
+        return BranchPlanStep(type="branch", params=BranchParams(cases=cases), **common)
     if isinstance(step, SplitStep):
-        return {"variants": [{"name": v.name, "weight": v.weight} for v in step.variants]}
+        variants = [PlanVariant(name=v.name, weight=v.weight) for v in step.variants]
+        return SplitPlanStep(type="split", params=SplitParams(variants=variants), **common)
     if isinstance(step, WaitStep):
+        bound: WaitDuration | WaitUntilTime | WaitUntilTimestamp
         if step.duration is not None:
-            return {"duration_seconds": duration_seconds(step.duration)}
-        assert step.until is not None
-        if len(step.until) <= 5:
-            return {"until_time": step.until.zfill(5)}
-        return {"until_timestamp": _utc(step.until)}
+            bound = WaitDuration(duration_seconds=duration_seconds(step.duration))
+        elif step.until is not None and len(step.until) <= 5:
+            bound = WaitUntilTime(until_time=step.until.zfill(5))
+        else:
+            assert step.until is not None
+            bound = WaitUntilTimestamp(until_timestamp=_utc(step.until))
+        return WaitPlanStep(type="wait", params=bound, **common)
     if isinstance(step, WaitForStep):
-        return {
-            "event": step.event,
-            "where": step.where,
-            "timeout_seconds": duration_seconds(step.timeout),
-        }
+        awaited = WaitForParams(
+            event=step.event, where=step.where, timeout_seconds=duration_seconds(step.timeout)
+        )
+        return WaitForPlanStep(type="wait_for", params=awaited, **common)
     if isinstance(step, UpdateStep):
         tags = step.tags
-        return {
-            "set": _values(step.set_),
-            "tags_add": sorted(set(tags.add)) if tags else [],
-            "tags_remove": sorted(set(tags.remove)) if tags else [],
-        }
+        update = UpdateParams(
+            set=_values(step.set_),
+            tags_add=sorted(set(tags.add)) if tags else [],
+            tags_remove=sorted(set(tags.remove)) if tags else [],
+        )
+        return UpdatePlanStep(type="update", params=update, **common)
     if isinstance(step, CallStep):
-        return {"activity": step.activity, "with": _values(step.with_)}
+        call = CallParams(activity=step.activity, with_=_values(step.with_))
+        return CallPlanStep(type="call", params=call, **common)
     assert isinstance(step, EndStep)
-    return {"reason": step.reason}
+    return EndPlanStep(type="end", params=EndParams(reason=step.reason), **common)
 
 
 def _quiet(hours: QuietHours | None) -> PlanQuietHours | None:
@@ -137,7 +179,7 @@ class _Pins:
     def __init__(self, bundle: Bundle, business_line: str) -> None:
         self.bundle = bundle
         self.business_line = business_line
-        self.pinned: dict[str, dict[str, PlanResource]] = {}
+        self.pinned: dict[str, dict[str, dict[str, Any]]] = {}
 
     def pin(self, kind: str, name: str) -> Resolved:
         resolved = self.bundle.find(kind, self.business_line, name)
@@ -145,8 +187,8 @@ class _Pins:
             raise CompileError(f"{kind} '{name}' is not defined")
         if name in self.pinned.get(kind, {}):
             return resolved
-        spec = resolved.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-        self.pinned.setdefault(kind, {})[name] = PlanResource(version=resolved.version, spec=spec)
+        pinned = {"version": resolved.version, "spec": resolved.spec}
+        self.pinned.setdefault(kind, {})[name] = pinned
         if kind == "Segment":
             for _, child in segment_references(resolved.spec.match, ()):
                 self.pin("Segment", child)
@@ -245,17 +287,8 @@ def compile_journey(bundle: Bundle, document: JourneyDocument) -> Plan:
         ),
         "contact_policy": _contact_policy(bundle, document.business_line),
         "start": spec.steps[0].id,
-        "steps": {
-            step.id: PlanStep(
-                id=step.id,
-                type=step.type,
-                title=step.title,
-                params=_params(step),
-                routes=routes[step.id],
-            )
-            for step in spec.steps
-        },
-        "resources": pins.pinned,
+        "steps": {step.id: _plan_step(step, routes[step.id]) for step in spec.steps},
+        "resources": PlanResources.model_validate(pins.pinned),
     }
     draft = Plan(version="", **body)
     meaning = draft.model_dump(mode="json", exclude={"version"})

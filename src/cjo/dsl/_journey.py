@@ -53,10 +53,25 @@ STEP_OUTCOMES: dict[str, tuple[str, ...]] = {
     "end": (),
 }
 # Profile fields an `update` step may not overwrite: identity and contact data
-# belong to the systems of record, and tags/consents have their own paths.
+# belong to the systems of record, tags/consents have their own paths, and `attrs` is
+# where every other name in `set` goes already.
 READ_ONLY_PROFILE_FIELDS = frozenset(
-    {"id", "name", "phone", "email", "birthday", "created_at", "tags", "consents", "addresses"}
+    {
+        "id",
+        "name",
+        "phone",
+        "email",
+        "birthday",
+        "created_at",
+        "tags",
+        "consents",
+        "addresses",
+        "attrs",
+    }
 )
+# Profile fields an `update` step writes to their own columns; any other name in `set` is
+# a custom attribute (`user.attrs.<name>`).
+WRITABLE_PROFILE_FIELDS = frozenset({"locale", "timezone", "lifecycle"})
 
 
 def _check_wait_until(value: str) -> str:

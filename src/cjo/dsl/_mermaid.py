@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 from cjo.dsl._journey import STEP_OUTCOMES
-from cjo.dsl._plan import Plan, PlanStep
 from cjo.dsl._types import human_duration
+from cjo.dsl.plan import (
+    BranchPlanStep,
+    CallPlanStep,
+    EndPlanStep,
+    GrantPlanStep,
+    Plan,
+    PlanStep,
+    RiskPlanStep,
+    SendPlanStep,
+    SplitPlanStep,
+    UpdatePlanStep,
+    WaitDuration,
+    WaitForPlanStep,
+    WaitPlanStep,
+    WaitUntilTime,
+    WaitUntilTimestamp,
+    WhenCase,
+)
 
 _SHAPES = {
     "send": ("[/", "/]"),
@@ -35,37 +51,40 @@ def _node(step_id: str) -> str:
     return "s_" + re.sub(r"[^a-z0-9_]", "_", step_id)
 
 
-def _detail(step_type: str, params: dict[str, Any]) -> str:
-    if step_type == "send":
-        fallback = "".join(f"<br/>else {f['channel']}: {f['template']}" for f in params["fallback"])
-        return f"send {params['channel']}: {params['template']}{fallback}"
-    if step_type == "grant":
-        return f"grant {params['benefit']} ×{params['quantity']}"
-    if step_type == "risk":
-        return f"risk {params['policy']}"
-    if step_type == "split":
-        return "split " + " / ".join(f"{v['name']} {v['weight']}" for v in params["variants"])
-    if step_type == "wait":
-        if "duration_seconds" in params:
-            return f"wait {human_duration(params['duration_seconds'])}"
-        return f"wait until {params.get('until_time') or params.get('until_timestamp')}"
-    if step_type == "wait_for":
-        return f"wait for {params['event']} ≤ {human_duration(params['timeout_seconds'])}"
-    if step_type == "update":
-        return "update profile"
-    if step_type == "call":
-        return f"call {params['activity']}"
-    if step_type == "end":
-        return "end" + (f": {params['reason']}" if params.get("reason") else "")
-    return step_type
+def _detail(step: PlanStep) -> str:
+    match step:
+        case SendPlanStep(params=send):
+            fallback = "".join(f"<br/>else {f.channel}: {f.template}" for f in send.fallback)
+            return f"send {send.channel}: {send.template}{fallback}"
+        case GrantPlanStep(params=grant):
+            return f"grant {grant.benefit} ×{grant.quantity}"
+        case RiskPlanStep(params=risk):
+            return f"risk {risk.policy}"
+        case SplitPlanStep(params=split):
+            return "split " + " / ".join(f"{v.name} {v.weight}" for v in split.variants)
+        case WaitPlanStep(params=WaitDuration(duration_seconds=seconds)):
+            return f"wait {human_duration(seconds)}"
+        case WaitPlanStep(params=WaitUntilTime(until_time=moment)):
+            return f"wait until {moment}"
+        case WaitPlanStep(params=WaitUntilTimestamp(until_timestamp=moment)):
+            return f"wait until {moment}"
+        case WaitForPlanStep(params=awaited):
+            return f"wait for {awaited.event} ≤ {human_duration(awaited.timeout_seconds)}"
+        case UpdatePlanStep():
+            return "update profile"
+        case CallPlanStep(params=call):
+            return f"call {call.activity}"
+        case EndPlanStep(params=end):
+            return "end" + (f": {end.reason}" if end.reason else "")
+    return step.type
 
 
 def _outcome_order(step: PlanStep) -> Callable[[tuple[str, str]], tuple[int, str]]:
     """Outcomes in the order people think of them (sent before suppressed), not A-Z."""
-    if step.type == "split":
-        known = [variant["name"] for variant in step.params["variants"]]
-    elif step.type == "branch":
-        known = [str(i) for i in range(len(step.params["cases"]))] + ["default"]
+    if isinstance(step, SplitPlanStep):
+        known = [variant.name for variant in step.params.variants]
+    elif isinstance(step, BranchPlanStep):
+        known = [str(i) for i in range(len(step.params.cases))] + ["default"]
     else:
         known = list(STEP_OUTCOMES.get(step.type, ()))
 
@@ -79,7 +98,7 @@ def _outcome_order(step: PlanStep) -> Callable[[tuple[str, str]], tuple[int, str
 def _describe(plan: Plan, step_id: str) -> str:
     step = plan.steps[step_id]
     title = f"<br/>{step.title}" if step.title else ""
-    return f"{step_id}<br/>{_detail(step.type, step.params)}{title}"
+    return f"{step_id}<br/>{_detail(step)}{title}"
 
 
 def _in_walk_order(plan: Plan) -> list[tuple[str, PlanStep]]:
@@ -115,14 +134,13 @@ def mermaid(plan: Plan) -> str:
         if step.type == "end":
             lines.append(f"    {_node(step_id)} --> done")
             continue
-        cases = step.params.get("cases", [])
         # Outcomes that lead to the same place share one edge, so the chart stays readable.
         labels: dict[str, list[str]] = {}
         for outcome, target in sorted(step.routes.items(), key=_outcome_order(step)):
             label = outcome
-            if step.type == "branch" and outcome.isdigit():
-                case = cases[int(outcome)]
-                label = case.get("when") or f"in {case.get('segment')}"
+            if isinstance(step, BranchPlanStep) and outcome.isdigit():
+                case = step.params.cases[int(outcome)]
+                label = case.when if isinstance(case, WhenCase) else f"in {case.segment}"
             labels.setdefault(target, []).append(label)
         for target, names in labels.items():
             destination = "done" if target == "end" else _node(target)

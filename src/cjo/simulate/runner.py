@@ -34,26 +34,22 @@ from cjo.activities.people.profiles import (
     ProfileContextInput,
     SetConsentsInput,
     UpsertProfilesInput,
-    UserProfile,
 )
-from cjo.activities.people.segments import CheckMembershipInput, SegmentActivities
-from cjo.activities.runs.models import (
-    JourneyEvent,
-    JourneyInput,
-    JourneyOutcome,
-    StopRequest,
-    cel_value,
-)
+from cjo.activities.people.segments import SegmentActivities
+from cjo.activities.runs.models import JourneyInput, JourneyOutcome, StopRequest
 from cjo.activities.runs.routing import listens_for, workflow_id_for
 from cjo.control.resources import ResourceActivities
 from cjo.dsl import Plan, evaluate_expression
 from cjo.runtime.stack import start_postgres, stop_postgres
 from cjo.simulate.scenario import JourneyInvalidError, Scenario, ScriptedEvent, SimulatedUser
 from cjo.simulate.timeline import EventLine, Simulation, read_run
+from cjo.steps.contracts import CheckMembershipInput
+from cjo.steps.rules import in_holdout
+from cjo.steps.run import JourneyEvent, UserProfile
+from cjo.steps.semantics import entry_context
 from cjo.store.db import SessionFactory, make_engine, make_sessions
 from cjo.store.migrate import upgrade
 from cjo.worker import build_worker
-from cjo.workflows._rules import in_holdout
 from cjo.workflows.journey import JourneyWorkflow
 
 AUDIENCE = "audience"
@@ -166,17 +162,7 @@ def _split_trigger(
 
 def _entry(plan: Plan, profile: UserProfile, trigger: JourneyEvent, notes: Notes) -> str | None:
     """Check the trigger's `where` as the router would, and compute the entry key."""
-    event = trigger.as_context()
-    context = cel_value(
-        {
-            "user": profile.model_dump(),
-            "trigger": event,
-            "event": event,
-            "steps": {},
-            "journey": {"name": plan.journey.name, "version": plan.version},
-            "now": trigger.ts,
-        }
-    )
+    context = entry_context(plan, profile, trigger)
     where = plan.trigger.where
     if where:
         try:
@@ -208,7 +194,7 @@ async def _check_audience(
         CheckMembershipInput(
             business_line=plan.journey.business_line,
             segment=segment,
-            segments={name: pinned.spec for name, pinned in plan.resources["Segment"].items()},
+            segments=plan.resources.segments_as_written(),
             at=at,
             timezone=plan.contact_policy.timezone,
             user_ids=[user_id],

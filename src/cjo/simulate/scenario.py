@@ -24,7 +24,7 @@ from cjo.activities.calls.catalog import default_registry
 from cjo.activities.people.profiles import EVENT_NAME_PATTERN, ProfileInput
 from cjo.dsl import Diagnostic, InMemoryLookup, Plan, compile_bundle, validate
 from cjo.dsl._types import DURATION_PATTERN, duration_seconds
-from cjo.workflows._rules import zone_of
+from cjo.steps.rules import zone_of
 
 # Channels a profile can consent to; a profile without "consents" gets all of them.
 CHANNELS = ("sms", "email", "push", "inbox", "wechat", "call", "webhook")

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 
 from cjo.dsl import Plan, PlanStep
+from cjo.dsl.plan import UpdatePlanStep
 from cjo.store.db import SessionFactory
 
 _STEPS = text(
@@ -129,8 +130,10 @@ def _extra(row: Any, zone: ZoneInfo, step: PlanStep | None) -> dict[str, Any]:
         return {"rules": detail["matched"]}
     if row.step_type == "update":
         # The log keeps the values set; the tags come from the step, which always applies them.
-        params = step.params if step is not None else {}
-        tags = {name: params[name] for name in ("tags_add", "tags_remove") if params.get(name)}
+        tags: dict[str, list[str]] = {}
+        if isinstance(step, UpdatePlanStep):
+            given = {"tags_add": step.params.tags_add, "tags_remove": step.params.tags_remove}
+            tags = {name: names for name, names in given.items() if names}
         return {"set": detail.get("set", {}), **tags}
     if row.step_type == "call" and detail:
         return {"result": detail}

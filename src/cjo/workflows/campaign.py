@@ -31,7 +31,8 @@ with workflow.unsafe.imports_passed_through():
         SignalRunsInput,
     )
     from cjo.dsl import Plan
-    from cjo.workflows._rules import next_cron_fire, zone_of
+    from cjo.steps.rules import zone_of
+    from cjo.workflows._cron import next_cron_fire
 
 ACTIVITY_TIMEOUT = timedelta(minutes=5)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -148,18 +149,16 @@ class CampaignWorkflow:
     async def _snapshot(self, data: CampaignInput) -> None:
         plan = data.plan
         assert plan.trigger.segment is not None and data.audience_id is not None
-        pinned_segments = plan.resources.get("Segment", {})
-        segments = {name: pinned.spec for name, pinned in pinned_segments.items()}
         await workflow.execute_activity_method(
             SegmentActivities.snapshot,
             SnapshotSegmentInput(
                 business_line=plan.journey.business_line,
                 segment=plan.trigger.segment,
-                segments=segments,
+                segments=plan.resources.segments_as_written(),
                 at=workflow.now(),
                 timezone=plan.contact_policy.timezone,
                 snapshot_id=data.audience_id,
-                segment_version=plan.resources["Segment"][plan.trigger.segment].version,
+                segment_version=plan.resources.segments[plan.trigger.segment].version,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,

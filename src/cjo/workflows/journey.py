@@ -11,7 +11,6 @@ interpreter go behind `workflow.patched(...)` so running journeys replay unchang
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,45 +19,45 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError as TemporalActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from cjo.activities.benefits.grants import BenefitActivities, GrantBenefitInput, GrantRequest
-    from cjo.activities.calls.runner import CallActivities, CallSpec, RunCallsInput
-    from cjo.activities.messaging.send import (
-        FallbackOption,
-        MessagingActivities,
-        SendMessageInput,
-        SendRequest,
-        TemplateRef,
-    )
-    from cjo.activities.people.lifecycle import ProfileUpdate, UpdateProfilesInput
+    from cjo.activities.benefits.grants import BenefitActivities
+    from cjo.activities.calls.runner import CallActivities
+    from cjo.activities.messaging.send import MessagingActivities
     from cjo.activities.people.profiles import ProfileActivities
-    from cjo.activities.people.segments import CheckMembershipInput, SegmentActivities
-    from cjo.activities.risk.policies import EvaluateRiskInput, RiskActivities, RiskRequest
+    from cjo.activities.people.segments import SegmentActivities
+    from cjo.activities.risk.policies import RiskActivities
     from cjo.activities.runs.journeys import (
         CampaignStateInput,
-        EndReason,
         EnterJourneyInput,
         FinishJourneyInput,
         JourneyActivities,
         RecordStepsInput,
-        RunRecords,
-        StepRecord,
     )
-    from cjo.activities.runs.models import (
-        JourneyEvent,
-        JourneyInput,
-        JourneyOutcome,
-        RunState,
-        StepResult,
-        StopRequest,
-        cel_value,
+    from cjo.activities.runs.models import JourneyInput, JourneyOutcome, RunState, StopRequest
+    from cjo.dsl import Plan, PlanStep, evaluate_expression
+    from cjo.dsl.plan import (
+        BranchPlanStep,
+        CallPlanStep,
+        EndPlanStep,
+        GrantPlanStep,
+        RiskPlanStep,
+        SendPlanStep,
+        SplitPlanStep,
+        UpdatePlanStep,
+        Values,
+        WaitForPlanStep,
+        WaitPlanStep,
+        WhenCase,
     )
-    from cjo.dsl import BenefitSpec, Plan, PlanStep, TemplateSpec, evaluate_expression
-    from cjo.workflows._rules import (
-        in_holdout,
-        next_time_of_day,
-        pick_variant,
-        zone_of,
+    from cjo.steps import semantics
+    from cjo.steps.contracts import (
+        EvaluateRiskInput,
+        GrantBenefitInput,
+        RunCallsInput,
+        SendMessageInput,
+        UpdateProfilesInput,
     )
+    from cjo.steps.rules import in_holdout
+    from cjo.steps.run import EndReason, JourneyEvent, RunRecords, StepRecord, StepResult
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -95,7 +94,7 @@ class JourneyWorkflow:
         # State exists before the first signal is handled: with signal-with-start the
         # signal may be applied before `run` begins.
         self._leave: EndReason | None = None
-        self._awaiting: tuple[str, str | None] | None = None  # (event name, where)
+        self._awaiting: WaitForPlanStep | None = None
         self._matched: JourneyEvent | None = None
         self._resumed = False
         # Set in `run`: whether this run follows RECORDS_IN_STEP_ACTIVITIES.
@@ -145,9 +144,11 @@ class JourneyWorkflow:
             if goal.exit:
                 self._leave = "converted"
                 return
-        if self._awaiting is not None and self._matched is None:
-            name, where = self._awaiting
-            if event.name == name and self._holds(where, event, "wait_for"):
+        awaiting = self._awaiting
+        if awaiting is not None and self._matched is None:
+            if semantics.awaits(
+                awaiting, event, lambda where: self._holds(where, event, "wait_for")
+            ):
                 self._matched = event
                 return
         state.unconsumed.append(event)
@@ -241,30 +242,18 @@ class JourneyWorkflow:
             state.steps[step.id] = result
             if self._recorded_key != key:
                 self._log(step, key, result)
-            if step.type == "end":
+            if isinstance(step, EndPlanStep):
                 state.position = None
                 return
-            outcome = result.outcome or ""
-            if step.type == "risk" and outcome == "reject" and step.params.get("reject_ends_run"):
-                raise _Leave("rejected")
-            state.position = step.routes.get(outcome, "end")
+            reason = semantics.ends_run(step, result.outcome)
+            if reason is not None:
+                raise _Leave(reason)
+            state.position = semantics.next_step(step.routes, result.outcome)
         state.position = None
 
     async def _run_step(self, step: PlanStep, key: str) -> StepResult:
-        runners: dict[str, Callable[[PlanStep, str], Any]] = {
-            "send": self._send,
-            "grant": self._grant,
-            "risk": self._risk,
-            "branch": self._branch,
-            "split": self._split,
-            "wait": self._wait,
-            "wait_for": self._wait_for,
-            "update": self._update,
-            "call": self._call,
-            "end": self._end,
-        }
         try:
-            result: StepResult = await runners[step.type](step, key)
+            return await self._step(step, key)
         except _Leave as leaving:
             # The step was under way when the run had to leave: record that it was entered.
             self._log(step, key, StepResult(outcome=None, result={"left": leaving.reason}))
@@ -273,44 +262,49 @@ class JourneyWorkflow:
             workflow.logger.error("step failed", extra={"step": step.id, "error": str(failure)})
             self._log(step, key, StepResult(outcome="failed", result={"error": str(failure)}))
             raise _Leave("failed") from None
-        return result
+
+    async def _step(self, step: PlanStep, key: str) -> StepResult:
+        match step:
+            case SendPlanStep():
+                return await self._send(step, key)
+            case GrantPlanStep():
+                return await self._grant(step, key)
+            case RiskPlanStep():
+                return await self._risk(step, key)
+            case BranchPlanStep():
+                return await self._branch(step)
+            case SplitPlanStep():
+                return self._split(step)
+            case WaitPlanStep():
+                return await self._wait(step)
+            case WaitForPlanStep():
+                return await self._wait_for(step)
+            case UpdatePlanStep():
+                return await self._update(step, key)
+            case CallPlanStep():
+                return await self._call(step, key)
+            case EndPlanStep():
+                return semantics.end_result(step)
 
     # Steps ------------------------------------------------------------------------------
 
-    async def _send(self, step: PlanStep, key: str) -> StepResult:
-        state, plan = self._require()
+    async def _send(self, step: SendPlanStep, key: str) -> StepResult:
         if not self._records_in_steps:
             await self._hold_while_paused()
-        params = step.params
-        request = SendRequest(
-            key=key,
-            business_line=plan.journey.business_line,
-            journey=plan.journey.name,
-            journey_version=plan.version,
-            workflow_id=workflow.info().workflow_id,
-            step_id=step.id,
-            user_id=self._require_input().user_id,
-            at=workflow.now(),
-            channel=params["channel"],
-            template=self._template(params["template"]),
-            fallback=[
-                FallbackOption(channel=f["channel"], template=self._template(f["template"]))
-                for f in params["fallback"]
-            ],
-            marketing=params["marketing"],
-            vars=self._values(params["vars"]),
-            trigger=self._require_input().trigger.as_context(),
-            steps={sid: result.as_context() for sid, result in state.steps.items()},
-            benefit=state.benefit,
-            limits=plan.limits,
-            policy=plan.contact_policy,
-        )
+        values = self._values(step.params.vars)
         while True:
-            update: dict[str, Any] = {"at": workflow.now(), "run": self._run_records(step)}
+            request = semantics.send_request(
+                step,
+                self._run_context(),
+                key=key,
+                now=workflow.now(),
+                values=values,
+                records=self._run_records(step),
+            )
             decision = (
                 await workflow.execute_activity_method(
                     MessagingActivities.send,
-                    SendMessageInput(requests=[request.model_copy(update=update)]),
+                    SendMessageInput(requests=[request]),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=RETRY,
                 )
@@ -325,53 +319,27 @@ class JourneyWorkflow:
             if self._records_in_steps:
                 self._written_by_step(f"{key}/delay", step, None, position=step.id)
             else:
-                delayed = StepResult(
-                    outcome="delayed", result={"until": decision.until.isoformat()}
-                )
-                self._log(step, f"{key}/delay", delayed)
+                self._log(step, f"{key}/delay", semantics.delayed_result(decision.until))
                 await self._flush(current=step.id)
             await self._sleep_until(decision.until)
-        detail = {
-            "message_id": decision.message_id,
-            "channel": decision.channel,
-            "fallback_used": decision.fallback_used,
-            "reason": decision.reason,
-        }
-        return StepResult(outcome=decision.outcome, result=detail)
+        return semantics.send_result(decision)
 
-    def _template(self, name: str) -> TemplateRef:
-        pinned = self._require()[1].resources["Template"][name]
-        return TemplateRef(
-            name=name, version=pinned.version, spec=TemplateSpec.model_validate(pinned.spec)
-        )
-
-    async def _grant(self, step: PlanStep, key: str) -> StepResult:
+    async def _grant(self, step: GrantPlanStep, key: str) -> StepResult:
         state, plan = self._require()
         if not self._records_in_steps:
             await self._hold_while_paused()
-        name = step.params["benefit"]
-        pinned = plan.resources["Benefit"][name]
         while True:
+            request = semantics.grant_request(
+                step,
+                self._run_context(),
+                key=key,
+                now=workflow.now(),
+                records=self._run_records(step),
+            )
             outcome = (
                 await workflow.execute_activity_method(
                     BenefitActivities.grant,
-                    GrantBenefitInput(
-                        requests=[
-                            GrantRequest(
-                                key=key,
-                                business_line=plan.journey.business_line,
-                                benefit=name,
-                                benefit_version=pinned.version,
-                                spec=BenefitSpec.model_validate(pinned.spec),
-                                user_id=self._require_input().user_id,
-                                quantity=step.params["quantity"],
-                                at=workflow.now(),
-                                workflow_id=workflow.info().workflow_id,
-                                step_id=step.id,
-                                run=self._run_records(step),
-                            )
-                        ]
-                    ),
+                    GrantBenefitInput(requests=[request]),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=RETRY,
                 )
@@ -380,119 +348,61 @@ class JourneyWorkflow:
                 break
             await self._held(outcome.outcome)
         self._written_by_step(key, step, outcome.outcome)
-        result = outcome.model_dump(mode="json", exclude={"key"})
         if outcome.outcome == "granted":
-            spec = pinned.spec
-            value = spec.get("value")
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)  # "20 CNY" in a message, not "20.0 CNY"
-            state.benefit = {
-                "id": outcome.grant_id,
-                "name": name,
-                "type": spec.get("type"),
-                "value": value,
-                "unit": outcome.unit,
-                "quantity": outcome.quantity,
-                "code": outcome.code,
-                "expires_at": outcome.expires_at,
-            }
-        return StepResult(outcome=outcome.outcome, result=result)
+            state.benefit = semantics.granted_benefit(plan, step, outcome)
+        return semantics.grant_result(outcome)
 
-    async def _risk(self, step: PlanStep, key: str) -> StepResult:
-        plan = self._require()[1]
-        trigger = self._require_input().trigger.as_context()
-        name = step.params["policy"]
-        pinned = plan.resources["RiskPolicy"][name]
+    async def _risk(self, step: RiskPlanStep, key: str) -> StepResult:
+        request = semantics.risk_request(step, self._run_context(), key=key, now=workflow.now())
         verdict = (
             await workflow.execute_activity_method(
                 RiskActivities.evaluate,
-                EvaluateRiskInput(
-                    requests=[
-                        RiskRequest(
-                            key=key,
-                            user_id=self._require_input().user_id,
-                            business_line=plan.journey.business_line,
-                            policy=name,
-                            policy_version=pinned.version,
-                            spec=pinned.spec,
-                            segments=self._segment_specs(),
-                            context={"trigger": cel_value(trigger)},
-                            at=workflow.now(),
-                            timezone=plan.contact_policy.timezone,
-                        )
-                    ]
-                ),
+                EvaluateRiskInput(requests=[request]),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
             )
         ).results[0]
-        return StepResult(
-            outcome=verdict.outcome,
-            result={"matched": verdict.matched, "decision_id": verdict.decision_id},
-        )
+        return semantics.risk_result(verdict)
 
-    def _segment_specs(self) -> dict[str, dict[str, Any]]:
+    async def _branch(self, step: BranchPlanStep) -> StepResult:
         plan = self._require()[1]
-        return {name: pinned.spec for name, pinned in plan.resources.get("Segment", {}).items()}
-
-    async def _branch(self, step: PlanStep, key: str) -> StepResult:
-        plan = self._require()[1]
-        for index, case in enumerate(step.params["cases"]):
-            if "when" in case and case["when"] is not None:
-                if self._holds(case["when"], None, step.id):
-                    return StepResult(outcome=str(index))
-            elif case.get("segment"):
+        user_id = self._require_input().user_id
+        for index, case in enumerate(step.params.cases):
+            if isinstance(case, WhenCase):
+                holds = self._holds(case.when, None, step.id)
+            else:
                 membership = await workflow.execute_activity_method(
                     SegmentActivities.check_membership,
-                    CheckMembershipInput(
-                        business_line=plan.journey.business_line,
-                        segment=case["segment"],
-                        segments=self._segment_specs(),
-                        at=workflow.now(),
-                        timezone=plan.contact_policy.timezone,
-                        user_ids=[self._require_input().user_id],
-                    ),
+                    semantics.membership_query(plan, case, [user_id], workflow.now()),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=RETRY,
                 )
-                if membership.members[0]:
-                    return StepResult(outcome=str(index))
-        return StepResult(outcome="default")
+                holds = membership.members[0]
+            if holds:
+                return StepResult(outcome=semantics.case_outcome(index))
+        return StepResult(outcome=semantics.BRANCH_DEFAULT)
 
-    async def _split(self, step: PlanStep, key: str) -> StepResult:
+    def _split(self, step: SplitPlanStep) -> StepResult:
         state, plan = self._require()
-        variant = pick_variant(
-            plan.journey.name, step.id, self._require_input().user_id, step.params["variants"]
-        )
-        state.variant = variant
-        return StepResult(outcome=variant)
+        state.variant = semantics.split_variant(plan, step, self._require_input().user_id)
+        return StepResult(outcome=state.variant)
 
-    async def _wait(self, step: PlanStep, key: str) -> StepResult:
+    async def _wait(self, step: WaitPlanStep) -> StepResult:
         state, plan = self._require()
-        params = step.params
-        now = workflow.now()
-        if "duration_seconds" in params:
-            until = now + timedelta(seconds=params["duration_seconds"])
-        elif "until_time" in params:
-            profile = state.profile
-            zone = zone_of(profile.timezone if profile else None, plan.contact_policy.timezone)
-            until = next_time_of_day(now, params["until_time"], zone)
-        else:
-            until = datetime.fromisoformat(params["until_timestamp"])
+        until = semantics.wait_until(plan, step, state.profile, workflow.now())
         await self._flush(current=step.id)
         await self._sleep_until(until)
         state.unconsumed.clear()
-        return StepResult(outcome="done", result={"until": until.isoformat()})
+        return semantics.wait_result(until)
 
-    async def _wait_for(self, step: PlanStep, key: str) -> StepResult:
+    async def _wait_for(self, step: WaitForPlanStep) -> StepResult:
         state = self._require()[0]
-        params = step.params
         self._matched = None
-        self._awaiting = (params["event"], params.get("where"))
+        self._awaiting = step
         # An awaited event that arrived since the last wait (during the steps just run)
         # counts: the customer may act before the reminder's wait begins.
         for event in list(state.unconsumed):
-            if event.name == params["event"] and self._holds(params.get("where"), event, step.id):
+            if self._is_awaited(step, event, step.id):
                 self._matched = event
                 break
         state.unconsumed.clear()
@@ -500,82 +410,44 @@ class JourneyWorkflow:
         try:
             await workflow.wait_condition(
                 lambda: self._matched is not None or self._leave is not None,
-                timeout=timedelta(seconds=params["timeout_seconds"]),
+                timeout=timedelta(seconds=step.params.timeout_seconds),
             )
         except TimeoutError:
             pass
         finally:
             self._awaiting = None
         self._check_leave()
-        if self._matched is None:
-            return StepResult(outcome="timeout")
         matched, self._matched = self._matched, None
-        return StepResult(outcome="event", result={"event": matched.name}, event=matched)
+        return semantics.event_result(matched)
 
-    async def _update(self, step: PlanStep, key: str) -> StepResult:
+    async def _update(self, step: UpdatePlanStep, key: str) -> StepResult:
         state = self._require()[0]
-        values = self._values(step.params["set"])
+        values = self._values(step.params.set)
+        request = semantics.update_request(
+            step, key=key, user_id=self._require_input().user_id, now=workflow.now(), values=values
+        )
         await workflow.execute_activity_method(
             ProfileActivities.update,
-            UpdateProfilesInput(
-                requests=[
-                    ProfileUpdate(
-                        key=key,
-                        user_id=self._require_input().user_id,
-                        at=workflow.now(),
-                        set=values,
-                        tags_add=step.params["tags_add"],
-                        tags_remove=step.params["tags_remove"],
-                    )
-                ]
-            ),
+            UpdateProfilesInput(requests=[request]),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
         if state.profile is not None:
-            # Mirror the change so later expressions see it without reloading the profile.
-            profile = state.profile
-            columns = {k: v for k, v in values.items() if k in ("locale", "timezone", "lifecycle")}
-            attrs = dict(profile.attrs)
-            for name, value in values.items():
-                if name in columns:
-                    continue
-                if value is None:
-                    attrs.pop(name, None)
-                else:
-                    attrs[name] = value
-            removed = set(step.params["tags_remove"])
-            tags = [tag for tag in profile.tags if tag not in removed]
-            tags += [
-                tag for tag in step.params["tags_add"] if tag not in tags and tag not in removed
-            ]
-            state.profile = profile.model_copy(update={**columns, "attrs": attrs, "tags": tags})
-        return StepResult(outcome="done", result={"set": values})
+            state.profile = semantics.updated_profile(step, state.profile, values)
+        return semantics.update_result(values)
 
-    async def _call(self, step: PlanStep, key: str) -> StepResult:
-        state = self._require()[0]
+    async def _call(self, step: CallPlanStep, key: str) -> StepResult:
+        values = self._values(step.params.with_)
+        request = semantics.call_request(step, self._run_context(), key=key, values=values)
         outcome = (
             await workflow.execute_activity_method(
                 CallActivities.run,
-                RunCallsInput(
-                    requests=[
-                        CallSpec(
-                            key=key,
-                            activity=step.params["activity"],
-                            params=self._values(step.params["with"]),
-                            user_id=self._require_input().user_id,
-                            profile=cel_value(state.profile.model_dump()) if state.profile else {},
-                        )
-                    ]
-                ),
+                RunCallsInput(requests=[request]),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
             )
         ).results[0]
-        return StepResult(outcome=outcome.outcome, result=outcome.result)
-
-    async def _end(self, step: PlanStep, key: str) -> StepResult:
-        return StepResult(outcome=None, result={"reason": step.params.get("reason")})
+        return semantics.call_result(outcome)
 
     # Waiting, pausing, leaving -----------------------------------------------------------
 
@@ -636,8 +508,7 @@ class JourneyWorkflow:
         self._recorded_key = key
         self._position_known = True
         if position is None:
-            target = step.routes.get(outcome or "", "end")
-            position = None if target == "end" else target
+            position = semantics.next_step(step.routes, outcome)
             if position is None and self._ending_with_step is not None:
                 self._ended_as = self._ending_with_step
         self._written_position = position
@@ -690,21 +561,21 @@ class JourneyWorkflow:
 
     # Expressions and records ------------------------------------------------------------
 
-    def _context(self, event: JourneyEvent | None) -> dict[str, Any]:
+    def _run_context(self) -> semantics.RunContext:
         state, plan = self._require()
         data = self._require_input()
-        trigger = data.trigger.as_context()
-        context: dict[str, Any] = cel_value(
-            {
-                "user": state.profile.model_dump() if state.profile else {},
-                "trigger": trigger,
-                "event": event.as_context() if event is not None else trigger,
-                "steps": {sid: result.as_context() for sid, result in state.steps.items()},
-                "journey": {"name": plan.journey.name, "version": plan.version},
-                "now": workflow.now(),
-            }
+        return semantics.RunContext(
+            plan=plan,
+            user_id=data.user_id,
+            trigger=data.trigger,
+            profile=state.profile,
+            steps=state.steps,
+            benefit=state.benefit,
+            workflow_id=workflow.info().workflow_id,
         )
-        return context
+
+    def _context(self, event: JourneyEvent | None) -> dict[str, Any]:
+        return self._run_context().expressions(event, workflow.now())
 
     def _holds(self, source: str | None, event: JourneyEvent | None, where: str) -> bool:
         """A `when`/`where`: a run-time error makes it false, and is recorded."""
@@ -719,24 +590,21 @@ class JourneyWorkflow:
             self._record_expression_error(key, where, source, error)
             return False
 
-    def _values(self, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def _is_awaited(self, step: WaitForPlanStep, event: JourneyEvent, where: str) -> bool:
+        return semantics.awaits(step, event, lambda source: self._holds(source, event, where))
+
+    def _values(self, values: Values) -> dict[str, Any]:
         """`vars`, `set`, `with`: literals as given, expressions evaluated (errors fail the run)."""
-        out: dict[str, Any] = {}
-        context: dict[str, Any] | None = None  # built once, and only if an expression needs it
-        for name, value in values.items():
-            if value.get("expr") is None:
-                out[name] = value.get("value")
-                continue
-            context = context if context is not None else self._context(None)
-            try:
-                out[name] = evaluate_expression(value["expr"], context)
-            except Exception as error:  # noqa: BLE001
-                workflow.logger.warning("expression failed", extra={"expr": value["expr"]})
-                state = self._require()[0]
-                key = f"{state.run_key}/{state.position}/value/{name}"
-                self._record_expression_error(key, state.position or "", value["expr"], error)
-                raise _Leave("failed") from None
-        return out
+        try:
+            return semantics.evaluate_values(values, lambda: self._context(None))
+        except semantics.ValueFailed as failed:
+            workflow.logger.warning("expression failed", extra={"expr": failed.expression})
+            state = self._require()[0]
+            key = f"{state.run_key}/{state.position}/value/{failed.name}"
+            self._record_expression_error(
+                key, state.position or "", failed.expression, failed.error
+            )
+            raise _Leave("failed") from None
 
     def _record_expression_error(
         self, key: str, step_id: str, source: str, error: Exception
@@ -753,16 +621,8 @@ class JourneyWorkflow:
         )
 
     def _log(self, step: PlanStep, key: str, result: StepResult) -> None:
-        self._require()[0].pending.append(
-            StepRecord(
-                key=key,
-                step_id=step.id,
-                step_type=step.type,
-                outcome=result.outcome,
-                detail=result.result,
-                at=workflow.now(),
-            )
-        )
+        record = StepRecord.of(key, step.id, step.type, result, workflow.now())
+        self._require()[0].pending.append(record)
 
     async def _flush(self, *, current: str | None = None, status: str = "active") -> None:
         """Write pending step records before a wait, so counts of who is where stay true."""

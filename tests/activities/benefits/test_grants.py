@@ -9,18 +9,16 @@ from typing import Any, Literal
 from sqlalchemy import text
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from cjo.activities.benefits.grants import (
-    BenefitActivities,
+from cjo.activities.benefits.grants import BenefitActivities
+from cjo.activities.benefits.models import (
     ExpireGrantsInput,
-    GrantBenefitInput,
     GrantChangeOutcome,
     GrantChangeRequest,
-    GrantOutcome,
-    GrantRequest,
     RedeemGrantInput,
     RevokeGrantInput,
 )
 from cjo.dsl import BenefitSpec
+from cjo.steps.contracts import GrantBenefitInput, GrantOutcome, GrantRequest
 from cjo.store.db import SessionFactory
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -15,11 +15,10 @@ from cjo.activities.calls.registry import ActivityRegistry, CallRequest, CallRes
 from cjo.activities.calls.runner import (
     CallActivities,
     CallContractError,
-    CallSpec,
     InvalidCallParamsError,
-    RunCallsInput,
     UnknownActivityError,
 )
+from cjo.steps.contracts import CallSpec, RunCallsInput
 from cjo.store.db import SessionFactory
 from cjo.store.schema import ActivityReceipt
 

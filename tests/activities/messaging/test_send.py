@@ -9,16 +9,16 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import SQLModel, col, select
 
-from cjo.activities.messaging.send import (
+from cjo.activities.messaging.send import MessagingActivities
+from cjo.dsl import TemplateSpec
+from cjo.dsl.plan import PlanContactPolicy, PlanFrequency, PlanLimits, PlanQuietHours
+from cjo.steps.contracts import (
     FallbackOption,
-    MessagingActivities,
     SendDecision,
     SendMessageInput,
     SendRequest,
     TemplateRef,
 )
-from cjo.dsl import TemplateSpec
-from cjo.dsl._plan import PlanContactPolicy, PlanFrequency, PlanLimits, PlanQuietHours
 from cjo.store.db import SessionFactory
 from cjo.store.schema import Consent, ContactLog, Message, Profile
 

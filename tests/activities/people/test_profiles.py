@@ -11,22 +11,23 @@ from pydantic import ValidationError
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from cjo.activities.people.lifecycle import (
+    InvalidProfileUpdateError,
+    LifecycleRules,
+    RefreshLifecycleInput,
+)
 from cjo.activities.people.profiles import (
     ConsentChange,
     EventInput,
     IngestEventsInput,
-    InvalidProfileUpdateError,
-    LifecycleRules,
     ProfileActivities,
     ProfileContextInput,
     ProfileInput,
-    ProfileUpdate,
-    RefreshLifecycleInput,
     SetConsentsInput,
     SetConsentsResult,
-    UpdateProfilesInput,
     UpsertProfilesInput,
 )
+from cjo.steps.contracts import ProfileUpdate, UpdateProfilesInput
 from cjo.store.db import SessionFactory
 from cjo.store.schema import ActivityReceipt, Consent, Event, Profile
 

@@ -14,7 +14,6 @@ import pytest
 from sqlmodel import select
 
 from cjo.activities.people.segments import (
-    CheckMembershipInput,
     CountSegmentInput,
     InvalidConditionError,
     SampleSegmentInput,
@@ -23,6 +22,7 @@ from cjo.activities.people.segments import (
     SnapshotSegmentInput,
     UnknownSegmentError,
 )
+from cjo.steps.contracts import CheckMembershipInput
 from cjo.store.db import SessionFactory
 from cjo.store.schema import AudienceMember, AudienceSnapshot, Event, Profile
 

@@ -11,13 +11,12 @@ import pytest
 from sqlmodel import func, select
 
 from cjo.activities.risk.policies import (
-    EvaluateRiskInput,
     InvalidRiskPolicyError,
     RiskActivities,
     RiskListItem,
-    RiskRequest,
     UpdateRiskListInput,
 )
+from cjo.steps.contracts import EvaluateRiskInput, RiskRequest
 from cjo.store.db import SessionFactory
 from cjo.store.schema import Event, Grant, Message, Profile, RiskDecision
 

@@ -20,9 +20,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cjo.activities._base import new_id, utc
-from cjo.activities.benefits.models import GrantOutcome, GrantRequest, RefusalReason, Shortfall
+from cjo.activities.benefits.models import Shortfall
 from cjo.dsl import BenefitSpec
 from cjo.dsl._types import duration_seconds
+from cjo.steps.contracts import GrantOutcome, GrantRequest, RefusalReason
 from cjo.store.schema import ActivityReceipt, Grant
 
 GRANT_ACTIVITY = "benefits.grant"

@@ -27,55 +27,25 @@ from cjo.activities.benefits.models import (
     ChangeOutcome,
     ExpireGrantsInput,
     ExpireGrantsResult,
-    GrantBenefitInput,
-    GrantBenefitResult,
     GrantChangeOutcome,
     GrantChangeRequest,
-    GrantOutcome,
     GrantPosition,
-    GrantRequest,
     GrantView,
     RedeemGrantInput,
     RedeemGrantResult,
-    RefusalReason,
     RevokeGrantInput,
     RevokeGrantResult,
     UserGrantsInput,
     UserGrantsResult,
 )
-from cjo.activities.runs.records import (
-    Hold,
-    RunWrite,
-    StepRecord,
-    holds_of,
-    run_write,
-    write_runs,
-)
+from cjo.activities.runs.records import RunWrite, holds_of, step_done, write_runs
 from cjo.dsl import BenefitSpec
+from cjo.steps.contracts import GrantBenefitInput, GrantBenefitResult, GrantOutcome, GrantRequest
+from cjo.steps.run import Hold
+from cjo.steps.semantics import grant_result
 from cjo.store.db import SessionFactory
 
-__all__ = [
-    "BenefitActivities",
-    "BenefitStatus",
-    "ChangeOutcome",
-    "ExpireGrantsInput",
-    "ExpireGrantsResult",
-    "GrantBenefitInput",
-    "GrantBenefitResult",
-    "GrantChangeOutcome",
-    "GrantChangeRequest",
-    "GrantOutcome",
-    "GrantPosition",
-    "GrantRequest",
-    "GrantView",
-    "RedeemGrantInput",
-    "RedeemGrantResult",
-    "RefusalReason",
-    "RevokeGrantInput",
-    "RevokeGrantResult",
-    "UserGrantsInput",
-    "UserGrantsResult",
-]
+__all__ = ["BenefitActivities"]
 
 
 class BenefitActivities:
@@ -277,23 +247,11 @@ def _run_writes(
     requests: Sequence[GrantRequest], outcomes: dict[str, GrantOutcome]
 ) -> list[RunWrite]:
     """For journey grants: the run's pending records, this step's record, its next step."""
-    writes = []
-    for request in requests:
-        if request.run is None:
-            continue
-        outcome = outcomes[request.key]
-        record = StepRecord(
-            key=request.key,
-            step_id=request.step_id or "",
-            step_type="grant",
-            outcome=outcome.outcome,
-            detail=outcome.model_dump(mode="json", exclude={"key"}),
-            at=request.at,
-        )
-        current = request.run.next_step(outcome.outcome)
-        records = [*request.run.pending, record]
-        writes.append(run_write(request.user_id, request.run, records, current, request.at))
-    return writes
+    return [
+        step_done(request, request.run, "grant", grant_result(outcomes[request.key]))
+        for request in requests
+        if request.run is not None
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Inputs and results of the benefit activities (see `cjo.activities.benefits.grants`)."""
+"""Inputs and results of the benefit activities besides the grant step's (see
+`cjo.steps.contracts`): redemption, revocation, expiry and what people read."""
 
 from __future__ import annotations
 
@@ -7,59 +8,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cjo.activities.runs.records import RunRecords
-from cjo.dsl import BenefitSpec
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class GrantRequest(_Model):
-    """One user's grant; `key` is the idempotency key `<workflow id>/<step id>/<visit>`."""
-
-    # The spec's camelCase aliases (perUser) must survive Temporal's JSON round trip.
-    model_config = ConfigDict(frozen=True, extra="forbid", serialize_by_alias=True)
-
-    key: str = Field(min_length=1, max_length=512)
-    business_line: str
-    benefit: str
-    benefit_version: str
-    spec: BenefitSpec
-    user_id: str
-    quantity: int = Field(default=1, ge=1)
-    at: datetime
-    workflow_id: str | None = None
-    step_id: str | None = None
-    # A journey's grant step also writes the run's records (see `_run_records`).
-    run: RunRecords | None = None
-
-
 Shortfall = Literal["stock", "budget"]
-RefusalReason = Literal["stock", "budget", "validity_ended", "per_user"]
-
-
-class GrantOutcome(_Model):
-    """`reason` says why nothing was granted. `held`/`stopped`: the run's campaign is paused
-    or stopped, so nothing was done (ask again after it resumes)."""
-
-    key: str
-    outcome: Literal["granted", "exhausted", "limited", "held", "stopped"]
-    reason: RefusalReason | None = None
-    grant_id: str | None = None
-    code: str | None = None
-    quantity: int
-    value: float | None = None
-    unit: str | None = None
-    expires_at: datetime | None = None
-
-
-class GrantBenefitInput(_Model):
-    requests: list[GrantRequest]
-
-
-class GrantBenefitResult(_Model):
-    results: list[GrantOutcome]
 
 
 class GrantChangeRequest(_Model):

@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,6 +40,7 @@ from cjo.activities.calls.registry import (
     CallResult,
     RegisteredActivity,
 )
+from cjo.steps.contracts import CallOutcome, CallSpec, RunCallsInput, RunCallsResult
 from cjo.store.db import SessionFactory
 
 Receipt = dict[str, Any]
@@ -92,36 +93,6 @@ async def run_once(
         )
         results.update({row.key: row.result for row in stored})
     return results
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CallSpec(_Frozen):
-    """One user's `call` step, its `with` values already evaluated."""
-
-    key: str = Field(min_length=1, max_length=512)
-    activity: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
-    user_id: str = Field(min_length=1, max_length=128)
-    profile: dict[str, Any] = Field(default_factory=dict)
-
-
-class RunCallsInput(_Frozen):
-    requests: list[CallSpec]
-
-
-class CallOutcome(_Frozen):
-    key: str
-    outcome: str
-    result: dict[str, Any] = Field(default_factory=dict)
-
-
-class RunCallsResult(_Frozen):
-    """One outcome per request, in the order of the requests."""
-
-    results: list[CallOutcome]
 
 
 class UnknownActivityError(ActivityError):

@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cjo.dsl import TemplateSpec, render_template
-from cjo.dsl._plan import PlanFrequency, PlanQuietHours
+from cjo.dsl.plan import PlanFrequency, PlanQuietHours
 from cjo.store.schema import Profile
 
 Unreachable = Literal["no_address", "no_consent"]

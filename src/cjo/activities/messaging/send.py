@@ -15,11 +15,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
-from cjo.activities._base import lock, new_id, utc
+from cjo.activities._base import lock, new_id
 from cjo.activities.messaging._contact_rules import (
     Contact,
     Rendered,
@@ -42,30 +41,29 @@ from cjo.activities.messaging._outbox import (
 )
 from cjo.activities.messaging.links import LinkTracker
 from cjo.activities.runs.records import (
-    Hold,
-    RunRecords,
+    HOLDS,
     RunWrite,
-    StepRecord,
     holds_of,
-    run_write,
+    step_done,
+    step_put_off,
     write_runs,
 )
-from cjo.dsl import TemplateRenderError, TemplateSpec
-from cjo.dsl._plan import PlanContactPolicy, PlanLimits
+from cjo.dsl import TemplateRenderError
 from cjo.runtime.log import get_logger
 from cjo.runtime.settings import get_settings
+from cjo.steps.contracts import (
+    SendDecision,
+    SendMessageInput,
+    SendMessageResult,
+    SendRequest,
+    TemplateRef,
+)
+from cjo.steps.run import Hold, expression_context
+from cjo.steps.semantics import delayed_result, send_result
 from cjo.store.db import SessionFactory
 from cjo.store.schema import Message, Profile
 
-__all__ = [
-    "FallbackOption",
-    "MessagingActivities",
-    "SendDecision",
-    "SendMessageInput",
-    "SendMessageResult",
-    "SendRequest",
-    "TemplateRef",
-]
+__all__ = ["MessagingActivities"]
 
 PENDING = "pending"
 SUPPRESSED = "suppressed"
@@ -83,76 +81,6 @@ SuppressReason = Literal[
 ]
 
 _log = get_logger(__name__)
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TemplateRef(_Frozen):
-    """A Template as pinned in the Plan: its name, version and spec."""
-
-    name: str
-    version: str | None = None
-    spec: TemplateSpec
-
-
-class FallbackOption(_Frozen):
-    channel: str
-    template: TemplateRef
-
-
-class SendRequest(_Frozen):
-    """One send step of one user, with everything the decision needs."""
-
-    key: str
-    business_line: str
-    journey: str
-    journey_version: str | None = None
-    workflow_id: str
-    step_id: str
-    user_id: str
-    at: datetime
-    channel: str
-    template: TemplateRef
-    fallback: list[FallbackOption] = Field(default_factory=list)
-    marketing: bool = True
-    vars: dict[str, Any] = Field(default_factory=dict)
-    trigger: dict[str, Any] = Field(default_factory=dict)
-    steps: dict[str, Any] = Field(default_factory=dict)
-    benefit: dict[str, Any] | None = None
-    limits: PlanLimits = Field(default_factory=PlanLimits)
-    policy: PlanContactPolicy
-    # A journey's send step also writes the run's records (see `_run_records`).
-    run: RunRecords | None = None
-
-    @field_validator("at")
-    @classmethod
-    def _in_utc(cls, value: datetime) -> datetime:
-        return utc(value)
-
-
-class SendMessageInput(_Frozen):
-    requests: list[SendRequest]
-
-
-class SendDecision(_Frozen):
-    """`sent` (in the outbox), `suppressed` (recorded with `reason`) or `delay` (until).
-
-    `held`/`stopped`: the run's campaign is paused or stopped, so nothing was decided.
-    """
-
-    key: str
-    outcome: Literal["sent", "suppressed", "delay", "held", "stopped"]
-    message_id: str | None = None
-    channel: str | None = None
-    fallback_used: bool = False
-    reason: str | None = None
-    until: datetime | None = None
-
-
-class SendMessageResult(_Frozen):
-    results: list[SendDecision]
 
 
 class MessagingActivities:
@@ -186,43 +114,18 @@ def _hold(request: SendRequest, holds: dict[str, Hold]) -> Hold | None:
 def _run_writes(
     requests: Sequence[SendRequest], decisions: Sequence[SendDecision]
 ) -> list[RunWrite]:
-    """For journey sends: the run's pending records, this step's record, its next step.
-
-    A quiet-hours delay records `delayed` under `<key>/delay` and keeps the user at the step.
-    """
+    """For journey sends: the run's pending records, this step's record, its next step; a
+    quiet-hours delay keeps the user at the step."""
     writes = []
     for request, decision in zip(requests, decisions, strict=True):
-        if request.run is None or decision.outcome in ("held", "stopped"):
+        run = request.run
+        if run is None or decision.outcome in HOLDS:
             continue
-        if decision.outcome == "delay":
-            until = decision.until.isoformat() if decision.until else None
-            record = _step_record(request, f"{request.key}/delay", "delayed", {"until": until})
-            current: str | None = request.step_id
+        if decision.outcome == "delay" and decision.until is not None:
+            writes.append(step_put_off(request, run, "send", delayed_result(decision.until)))
         else:
-            detail = {
-                "message_id": decision.message_id,
-                "channel": decision.channel,
-                "fallback_used": decision.fallback_used,
-                "reason": decision.reason,
-            }
-            record = _step_record(request, request.key, decision.outcome, detail)
-            current = request.run.next_step(decision.outcome)
-        records = [*request.run.pending, record]
-        writes.append(run_write(request.user_id, request.run, records, current, request.at))
+            writes.append(step_done(request, run, "send", send_result(decision)))
     return writes
-
-
-def _step_record(
-    request: SendRequest, key: str, outcome: str, detail: dict[str, Any]
-) -> StepRecord:
-    return StepRecord(
-        key=key,
-        step_id=request.step_id,
-        step_type="send",
-        outcome=outcome,
-        detail=detail,
-        at=request.at,
-    )
 
 
 async def _decide_chunk(
@@ -380,16 +283,16 @@ def _first_reachable(
 def _render_context(
     request: SendRequest, profile: Profile, consents: Mapping[str, bool]
 ) -> dict[str, Any]:
-    return {
-        "user": user_root(profile, consents),
-        "trigger": request.trigger,
-        "event": request.trigger,
-        "steps": request.steps,
-        "journey": {"name": request.journey, "version": request.journey_version},
-        "now": request.at,
-        "vars": request.vars,
-        "benefit": request.benefit,
-    }
+    return expression_context(
+        user=user_root(profile, consents),
+        trigger=request.trigger,
+        steps=request.steps,
+        journey=request.journey,
+        version=request.journey_version,
+        now=request.at,
+        vars=request.vars,
+        benefit=request.benefit,
+    )
 
 
 def _row(

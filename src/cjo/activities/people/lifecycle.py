@@ -29,37 +29,28 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cjo.activities._base import ActivityError, utc
+from cjo.activities._base import ActivityError
 from cjo.activities.calls.runner import Receipt, describe, run_once
+from cjo.dsl import READ_ONLY_PROFILE_FIELDS, WRITABLE_PROFILE_FIELDS
+from cjo.steps.contracts import (
+    ProfileUpdate,
+    ProfileUpdateOutcome,
+    UpdateProfilesInput,
+    UpdateProfilesResult,
+)
+from cjo.steps.run import Contract, Moment
 
 Stage = Literal["new", "growing", "mature", "dormant", "churned"]
 STAGES: tuple[Stage, ...] = ("new", "growing", "mature", "dormant", "churned")
-# Written to columns by an `update` step; any other name is a custom attribute.
-WRITABLE_FIELDS = frozenset({"locale", "timezone", "lifecycle"})
-# `attrs` too: a name in `set` already is an attribute.
-READ_ONLY_FIELDS = frozenset(
-    {
-        "id",
-        "name",
-        "phone",
-        "email",
-        "birthday",
-        "created_at",
-        "tags",
-        "attrs",
-        "addresses",
-        "consents",
-    }
-)
 
 Key = TypeVar("Key")
 
@@ -74,49 +65,13 @@ def _iana_time_zone(value: str) -> str:
 
 TimeZoneName = Annotated[str, AfterValidator(_iana_time_zone)]
 Locale = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)]
-UserId = Annotated[str, Field(min_length=1, max_length=128)]
-Tag = Annotated[str, Field(min_length=1, max_length=64)]
-Moment = Annotated[datetime, AfterValidator(utc)]
-
-
-class Frozen(BaseModel):
-    """Base of the activity inputs and results: immutable, unknown fields refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ProfileUpdate(Frozen):
-    """One user's `update` step: `set` values already evaluated; a null attribute is removed."""
-
-    key: str = Field(min_length=1, max_length=512)
-    user_id: UserId
-    at: Moment
-    set: dict[str, Any] = Field(default_factory=dict)
-    tags_add: list[Tag] = Field(default_factory=list)
-    tags_remove: list[Tag] = Field(default_factory=list)
-
-
-class UpdateProfilesInput(Frozen):
-    requests: list[ProfileUpdate]
-
-
-class ProfileUpdateOutcome(Frozen):
-    """`applied` is false when there is no such profile (the step is still done)."""
-
-    key: str
-    outcome: Literal["done"] = "done"
-    applied: bool
-
-
-class UpdateProfilesResult(Frozen):
-    results: list[ProfileUpdateOutcome]
 
 
 class InvalidProfileUpdateError(ActivityError):
     pass
 
 
-class _WritableColumns(Frozen):
+class _WritableColumns(Contract):
     locale: Locale = "zh-CN"
     timezone: TimeZoneName | None = None
     lifecycle: Stage = "new"
@@ -156,18 +111,18 @@ async def apply_updates(
 
 def _update_row(request: ProfileUpdate) -> dict[str, Any]:
     """The request as the UPDATE reads it; bad values stop the whole page before any write."""
-    read_only = sorted(READ_ONLY_FIELDS.intersection(request.set))
+    read_only = sorted(READ_ONLY_PROFILE_FIELDS.intersection(request.set))
     if read_only:
         raise InvalidProfileUpdateError(
             f"update {request.key}: {', '.join(read_only)} cannot be set by a journey"
         )
-    given_columns = {k: v for k, v in request.set.items() if k in WRITABLE_FIELDS}
+    given_columns = {k: v for k, v in request.set.items() if k in WRITABLE_PROFILE_FIELDS}
     try:
         columns = _WritableColumns.model_validate(given_columns)
     except ValidationError as error:
         raise InvalidProfileUpdateError(f"update {request.key}: {describe(error)}") from None
     attrs, drop_attrs = split_nulls(
-        {k: v for k, v in request.set.items() if k not in WRITABLE_FIELDS}
+        {k: v for k, v in request.set.items() if k not in WRITABLE_PROFILE_FIELDS}
     )
     try:
         # Dates and the like are stored the way Temporal's JSON payloads would carry them.
@@ -199,7 +154,7 @@ def _rounds(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return rounds
 
 
-class LifecycleRules(Frozen):
+class LifecycleRules(Contract):
     new_days: int = Field(default=30, ge=1)
     dormant_days: int = Field(default=90, ge=1)
     churned_days: int = Field(default=180, ge=1)
@@ -214,12 +169,12 @@ class LifecycleRules(Frozen):
         return self
 
 
-class RefreshLifecycleInput(Frozen):
+class RefreshLifecycleInput(Contract):
     at: Moment
     rules: LifecycleRules = Field(default_factory=LifecycleRules)
 
 
-class RefreshLifecycleResult(Frozen):
+class RefreshLifecycleResult(Contract):
     """`users`: how many profiles are in each stage now; `changed`: how many moved into it."""
 
     users: dict[Stage, int]

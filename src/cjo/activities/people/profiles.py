@@ -23,25 +23,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
 from cjo.activities.people.lifecycle import (
-    Frozen,
     InvalidProfileUpdateError,
     LifecycleRules,
     Locale,
-    Moment,
-    ProfileUpdate,
-    ProfileUpdateOutcome,
     RefreshLifecycleInput,
     RefreshLifecycleResult,
     Stage,
-    Tag,
     TimeZoneName,
-    UpdateProfilesInput,
-    UpdateProfilesResult,
-    UserId,
     apply_updates,
     split_nulls,
 )
 from cjo.activities.people.lifecycle import refresh as refresh_stages
+from cjo.steps.contracts import (
+    UpdateProfilesInput,
+    UpdateProfilesResult,
+)
+from cjo.steps.run import Contract, Moment, Tag, UserId, UserProfile
 from cjo.store.db import SessionFactory
 
 __all__ = [
@@ -57,17 +54,12 @@ __all__ = [
     "ProfileContextInput",
     "ProfileContextResult",
     "ProfileInput",
-    "ProfileUpdate",
-    "ProfileUpdateOutcome",
     "RefreshLifecycleInput",
     "RefreshLifecycleResult",
     "SetConsentsInput",
     "SetConsentsResult",
-    "UpdateProfilesInput",
-    "UpdateProfilesResult",
     "UpsertProfilesInput",
     "UpsertProfilesResult",
-    "UserProfile",
 ]
 
 BATCH_SIZE = 1000
@@ -77,7 +69,7 @@ Channel = Literal["sms", "email", "push", "inbox", "wechat", "call", "webhook"]
 AddressChannel = Literal["push", "wechat", "webhook"]
 
 
-class ProfileInput(Frozen):
+class ProfileInput(Contract):
     """A profile to create or change, with the fields of the DSL's `user` root.
 
     Fields left out keep what is stored (a new profile gets the defaults; `created_at`
@@ -100,28 +92,28 @@ class ProfileInput(Frozen):
     addresses: dict[AddressChannel, str | None] = Field(default_factory=dict)
 
 
-class UpsertProfilesInput(Frozen):
+class UpsertProfilesInput(Contract):
     profiles: list[ProfileInput]
     at: Moment
 
 
-class UpsertProfilesResult(Frozen):
+class UpsertProfilesResult(Contract):
     created: int
     updated: int
 
 
-class ConsentChange(Frozen):
+class ConsentChange(Contract):
     user_id: UserId
     consents: dict[Channel, bool] = Field(min_length=1)
     source: str = Field(min_length=1, max_length=64)
     at: Moment
 
 
-class SetConsentsInput(Frozen):
+class SetConsentsInput(Contract):
     requests: list[ConsentChange]
 
 
-class ConsentOutcome(Frozen):
+class ConsentOutcome(Contract):
     """`superseded`: channels on which a later change (stored or in this page) wins."""
 
     user_id: str
@@ -130,11 +122,11 @@ class ConsentOutcome(Frozen):
     superseded: list[str]
 
 
-class SetConsentsResult(Frozen):
+class SetConsentsResult(Contract):
     results: list[ConsentOutcome]
 
 
-class EventInput(Frozen):
+class EventInput(Contract):
     """An event as its sender reports it; `id` is the sender's own id, the dedup key."""
 
     id: str = Field(min_length=1, max_length=128)
@@ -144,11 +136,11 @@ class EventInput(Frozen):
     ts: Moment
 
 
-class IngestEventsInput(Frozen):
+class IngestEventsInput(Contract):
     events: list[EventInput]
 
 
-class IngestEventsResult(Frozen):
+class IngestEventsResult(Contract):
     """`duplicate_ids` names each refused occurrence, in input order (an id may repeat)."""
 
     accepted: int
@@ -157,36 +149,11 @@ class IngestEventsResult(Frozen):
     duplicate_ids: list[str]
 
 
-class ProfileContextInput(Frozen):
+class ProfileContextInput(Contract):
     user_ids: list[UserId]
 
 
-class UserProfile(Frozen):
-    """A profile as journeys read it: the DSL's `user` root.
-
-    Typed rather than a bare dict so `birthday` and `created_at` cross Temporal's JSON
-    payloads as a date and a timestamp, not strings; `as_context()` gives the dict.
-    """
-
-    id: str
-    name: str | None
-    phone: str | None
-    email: str | None
-    locale: str
-    timezone: str | None
-    birthday: date | None
-    created_at: datetime
-    lifecycle: str
-    tags: list[str]
-    attrs: dict[str, Any]
-    addresses: dict[str, Any]
-    consents: dict[str, bool]
-
-    def as_context(self) -> dict[str, Any]:
-        return self.model_dump()
-
-
-class ProfileContextResult(Frozen):
+class ProfileContextResult(Contract):
     """One entry per requested id, in order; None where there is no such profile."""
 
     profiles: list[UserProfile | None]

@@ -6,7 +6,6 @@ database does the work; no activity here loads the population into the program.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,14 +26,13 @@ from cjo.activities.people._segment_sql import (
     named_segment_filter,
     segment_filter,
 )
-from cjo.dsl import ContactPolicySpec, SegmentSpec
+from cjo.dsl import SegmentSpec
 from cjo.runtime.log import mask
+from cjo.steps.contracts import CheckMembershipInput, CheckMembershipResult, SegmentQuery
 from cjo.store.db import SessionFactory
 from cjo.store.schema import AudienceMember, AudienceSnapshot
 
 __all__ = [
-    "CheckMembershipInput",
-    "CheckMembershipResult",
     "CountSegmentInput",
     "CountSegmentResult",
     "InvalidConditionError",
@@ -44,7 +42,6 @@ __all__ = [
     "SegmentActivities",
     "SegmentCycleError",
     "SegmentError",
-    "SegmentQuery",
     "SnapshotSegmentInput",
     "SnapshotSegmentResult",
     "UnknownSegmentError",
@@ -54,26 +51,10 @@ __all__ = [
 
 SNAPSHOTS: sa.Table = SQLModel.metadata.tables[str(AudienceSnapshot.__tablename__)]
 MEMBERS: sa.Table = SQLModel.metadata.tables[str(AudienceMember.__tablename__)]
-DEFAULT_TIMEZONE: str = ContactPolicySpec().timezone
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SegmentQuery(_Model):
-    """Which segment, as of when: the fields every segment activity takes.
-
-    `segments` maps each segment name to its spec in DSL form (`{"match": ...}`): the
-    segment itself and every segment it references, as a Plan embeds them or as they are
-    published. `at` is the "now" of `within`, `older_than`, `anniversary` and `performed`.
-    """
-
-    business_line: str = "default"
-    segment: str
-    segments: dict[str, dict[str, Any]]
-    at: datetime
-    timezone: str = DEFAULT_TIMEZONE
 
 
 class CountSegmentInput(SegmentQuery):
@@ -99,16 +80,6 @@ class SampledMember(_Model):
 
 class SampleSegmentResult(_Model):
     members: list[SampledMember]
-
-
-class CheckMembershipInput(SegmentQuery):
-    user_ids: list[str]
-
-
-class CheckMembershipResult(_Model):
-    """`members[i]` says whether `user_ids[i]` is in the segment."""
-
-    members: list[bool]
 
 
 class SnapshotSegmentInput(SegmentQuery):

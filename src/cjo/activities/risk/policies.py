@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -21,7 +21,7 @@ from sqlmodel import SQLModel
 from temporalio import activity
 
 from cjo.activities._base import ActivityError, new_id, utc
-from cjo.activities.people.segments import DEFAULT_TIMEZONE, segment_resolver
+from cjo.activities.people.segments import segment_resolver
 from cjo.activities.risk._checks import (
     LISTS,
     Findings,
@@ -33,12 +33,12 @@ from cjo.activities.risk._checks import (
 )
 from cjo.dsl import RiskPolicySpec
 from cjo.dsl._resources import ListCheck, VelocityCheck
+from cjo.steps.contracts import EvaluateRiskInput, EvaluateRiskResult, RiskRequest, RiskVerdict
 from cjo.store.db import SessionFactory
 from cjo.store.schema import RiskDecision
 
 DECISIONS: sa.Table = SQLModel.metadata.tables[str(RiskDecision.__tablename__)]
 
-Action = Literal["pass", "review", "reject"]
 SEVERITY: dict[str, int] = {"pass": 0, "review": 1, "reject": 2}
 
 
@@ -48,39 +48,6 @@ class InvalidRiskPolicyError(ActivityError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RiskRequest(_Model):
-    """One user's check. `spec` is the RiskPolicy spec in DSL form; `segments` holds the
-    specs of segments its conditions reference; `context` adds CEL roots for list keys
-    (`trigger`, `steps`, `journey`) beside `user` and `now`."""
-
-    key: str = Field(min_length=1, max_length=512)
-    user_id: str
-    business_line: str = "default"
-    policy: str
-    policy_version: str = Field(default="", max_length=32)
-    spec: dict[str, Any]
-    segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    context: dict[str, Any] = Field(default_factory=dict)
-    at: datetime
-    timezone: str = DEFAULT_TIMEZONE
-
-
-class EvaluateRiskInput(_Model):
-    requests: list[RiskRequest]
-
-
-class RiskVerdict(_Model):
-    key: str
-    user_id: str
-    outcome: Action
-    matched: list[str]
-    decision_id: str
-
-
-class EvaluateRiskResult(_Model):
-    results: list[RiskVerdict]
 
 
 class RiskListItem(_Model):

@@ -14,31 +14,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from temporalio import activity
 
-from cjo.activities._base import utc
-from cjo.activities.people.profiles import CONTEXT_SELECT, UserProfile
-from cjo.activities.runs.records import (
-    RunRecords,
-    RunWrite,
-    StepRecord,
-    write_runs,
-)
+from cjo.activities.people.profiles import CONTEXT_SELECT
+from cjo.activities.runs.records import RunWrite, write_runs
+from cjo.steps.run import EndReason, RunRecords, StepRecord, UserProfile, utc
 from cjo.store.db import SessionFactory
 from cjo.store.schema import Campaign
 
 __all__ = [
     "CampaignStateInput",
     "CampaignStateResult",
-    "EndReason",
     "EnterJourneyInput",
     "EnterJourneyResult",
     "FinishJourneyInput",
     "JourneyActivities",
     "RecordStepsInput",
-    "RunRecords",
-    "StepRecord",
 ]
-
-EndReason = Literal["completed", "converted", "exited", "rejected", "stopped", "failed"]
 
 
 class _Model(BaseModel):

@@ -8,30 +8,17 @@ and after continue-as-new.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cjo.activities.people.profiles import UserProfile
-from cjo.activities.runs.journeys import StepRecord
 from cjo.dsl import Plan
+from cjo.steps.run import JourneyEvent, StepRecord, StepResult, UserProfile
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class JourneyEvent(_Model):
-    """An event as journeys see it (the DSL's `trigger` and `event` roots)."""
-
-    id: str | None = None
-    name: str
-    props: dict[str, Any] = Field(default_factory=dict)
-    ts: datetime
-
-    def as_context(self) -> dict[str, Any]:
-        return {"name": self.name, "props": self.props, "ts": self.ts}
 
 
 class RoutedEvent(_Model):
@@ -45,24 +32,6 @@ class RoutedEvent(_Model):
 
     def as_journey_event(self) -> JourneyEvent:
         return JourneyEvent(id=self.id, name=self.name, props=self.props, ts=self.ts)
-
-    def context(self) -> dict[str, Any]:
-        return self.as_journey_event().as_context()
-
-
-class StepResult(_Model):
-    """What `steps.<id>` shows to later expressions and templates."""
-
-    outcome: str | None = None
-    result: dict[str, Any] = Field(default_factory=dict)
-    event: JourneyEvent | None = None
-
-    def as_context(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome,
-            "result": self.result,
-            "event": self.event.as_context() if self.event else None,
-        }
 
 
 class RunState(_Model):
@@ -102,16 +71,3 @@ class JourneyOutcome(_Model):
 
 class StopRequest(_Model):
     reason: str = "stopped"
-
-
-def cel_value(value: Any) -> Any:
-    """Values CEL accepts: dates become ISO strings, containers are converted deeply."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(key): cel_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [cel_value(item) for item in value]
-    return value

@@ -15,54 +15,32 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cjo.activities._base import utc
+from cjo.steps.run import Hold, RunRecords, StepRecord, StepResult, utc
+from cjo.steps.semantics import next_step
 
 # Campaign states in which a step activity does nothing and says why.
-Hold = Literal["held", "stopped"]
 _HOLDING_STATES: dict[str, Hold] = {"paused": "held", "stopped": "stopped"}
+HOLDS: frozenset[str] = frozenset(get_args(Hold))
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class StepRequest(Protocol):
+    """What every journey step activity's request says of its run."""
 
-
-class StepRecord(_Model):
-    """One step a user went through: its outcome and what it produced."""
-
-    key: str = Field(min_length=1, max_length=512)
-    step_id: str
-    step_type: str
-    outcome: str | None
-    detail: dict[str, Any] = Field(default_factory=dict)
-    at: datetime
-
-
-class RunRecords(_Model):
-    """What a step activity writes for the run besides its effect.
-
-    `pending`: records the run has not written yet. `routes`: where each outcome of this
-    step leads (the step the user will be at; absent or "end" means the run ends there).
-    """
-
-    run_key: str
-    campaign_id: str | None = None
-    pending: list[StepRecord] = Field(default_factory=list)
-    routes: dict[str, str] = Field(default_factory=dict)
-    variant: str | None = None
-    converted_at: datetime | None = None
-    # When the outcome leads to the end and nothing else is left to wait for, the activity
-    # also closes the enrolment with this reason, and the run needs no `journeys.finish`.
-    end_reason: str | None = None
-
-    def next_step(self, outcome: str | None) -> str | None:
-        target = self.routes.get(outcome or "", "end")
-        return None if target == "end" else target
+    @property
+    def key(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def step_id(self) -> str | None: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def run(self) -> RunRecords | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +60,24 @@ class RunWrite:
     status: Literal["active", "held"] = "active"
 
 
-def run_write(
-    user_id: str,
-    run: RunRecords,
-    records: Sequence[StepRecord],
-    current_step: str | None,
-    at: datetime,
+def step_done(
+    request: StepRequest, run: RunRecords, step_type: str, result: StepResult
 ) -> RunWrite:
-    """The write for a step that leaves the user at `current_step` (None: the run is over,
-    and ends here if the interpreter said how)."""
-    end_reason = run.end_reason if current_step is None else None
-    return RunWrite(user_id, run, records, current_step, at, end_reason)
+    """A journey's step activity did its step: the run's pending records and this step's,
+    and the user moves on by the outcome (or the run ends there, if the run said how)."""
+    record = StepRecord.of(request.key, request.step_id or "", step_type, result, request.at)
+    current = next_step(run.routes, result.outcome)
+    end_reason = run.end_reason if current is None else None
+    return RunWrite(request.user_id, run, [*run.pending, record], current, request.at, end_reason)
+
+
+def step_put_off(
+    request: StepRequest, run: RunRecords, step_type: str, result: StepResult
+) -> RunWrite:
+    """The step is put off (quiet hours): recorded under `<key>/delay`, the user stays."""
+    key = f"{request.key}/delay"
+    record = StepRecord.of(key, request.step_id or "", step_type, result, request.at)
+    return RunWrite(request.user_id, run, [*run.pending, record], request.step_id, request.at)
 
 
 # The records and the enrolment's move in one statement: a run costs one round trip here.

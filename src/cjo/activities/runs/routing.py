@@ -29,9 +29,12 @@ from cjo.activities.people.profiles import (
     ProfileActivities,
     ProfileContextInput,
 )
-from cjo.activities.runs.models import JourneyInput, RoutedEvent, cel_value
+from cjo.activities.runs.models import JourneyInput, RoutedEvent
 from cjo.dsl import Plan, evaluate_expression
+from cjo.dsl.plan import WaitForPlanStep
 from cjo.runtime.log import get_logger
+from cjo.steps.run import UserProfile
+from cjo.steps.semantics import entry_context
 from cjo.store.db import SessionFactory
 
 log = get_logger(__name__)
@@ -125,7 +128,7 @@ def listens_for(plan: Plan) -> set[str]:
     if plan.goal is not None:
         names.add(plan.goal.event)
     names.update(
-        str(step.params["event"]) for step in plan.steps.values() if step.type == "wait_for"
+        step.params.event for step in plan.steps.values() if isinstance(step, WaitForPlanStep)
     )
     return names
 
@@ -271,22 +274,15 @@ class RoutingActivities:
         self,
         campaign: _Campaign,
         event: RoutedEvent,
-        profiles: dict[str, dict[str, Any]],
+        profiles: dict[str, UserProfile],
         decision: _Decision,
     ) -> str | None:
         plan = campaign.plan
-        user = profiles.get(event.user_id)
-        if user is None:
+        profile = profiles.get(event.user_id)
+        if profile is None:
             decision.refuse("unknown_user")
             return None
-        context = {
-            "user": user,
-            "trigger": event.context(),
-            "event": event.context(),
-            "steps": {},
-            "journey": {"name": plan.journey.name, "version": plan.version},
-            "now": utc(event.ts),
-        }
+        context = entry_context(plan, profile, event.as_journey_event())
         if plan.trigger.where and not _holds(plan.trigger.where, context):
             decision.refuse("where")
             return None
@@ -355,15 +351,11 @@ class RoutingActivities:
 
     # Reading ----------------------------------------------------------------------------
 
-    async def _profile_map(self, users: Sequence[str]) -> dict[str, dict[str, Any]]:
+    async def _profile_map(self, users: Sequence[str]) -> dict[str, UserProfile]:
         if not users:
             return {}
         loaded = await self._profiles.profile_context(ProfileContextInput(user_ids=list(users)))
-        return {
-            profile.id: cel_value(profile.model_dump())
-            for profile in loaded.profiles
-            if profile is not None
-        }
+        return {profile.id: profile for profile in loaded.profiles if profile is not None}
 
     async def _campaign(self, campaign_id: str) -> _Campaign:
         found = await self._campaigns("c.id = :id", {"id": campaign_id})

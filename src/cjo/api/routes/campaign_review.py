@@ -290,12 +290,11 @@ async def audience_size(
     """How many customers the campaign may reach, as its approvers are told."""
     trigger = plan.trigger
     if trigger.kind == "audience" and trigger.segment is not None:
-        pinned = plan.resources.get("Segment", {})
         counted = await SegmentActivities(sessions).count(
             CountSegmentInput(
                 business_line=plan.journey.business_line,
                 segment=trigger.segment,
-                segments={name: segment.spec for name, segment in pinned.items()},
+                segments=plan.resources.segments_as_written(),
                 at=at,
                 timezone=plan.contact_policy.timezone,
             )

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
 from cjo.activities.people.segments import (
-    DEFAULT_TIMEZONE,
     CountSegmentInput,
     SampledMember,
     SampleSegmentInput,
@@ -22,6 +21,7 @@ from cjo.api.deps import ResourcesDep, SessionsDep
 from cjo.api.problems import ApiProblem, problem_responses
 from cjo.api.routes._resources import LineQuery, resource_head
 from cjo.control.resources import ResourceActivities
+from cjo.steps.contracts import DEFAULT_TIMEZONE
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 SegmentName = Annotated[str, Path(min_length=1, max_length=64)]

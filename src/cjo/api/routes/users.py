@@ -26,13 +26,13 @@ from cjo.activities.people.profiles import (
     ProfileInput,
     SetConsentsInput,
     UpsertProfilesInput,
-    UserProfile,
 )
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Operator, Viewer
 from cjo.api.deps import ProfilesDep, StateDep, StatsDep
 from cjo.api.problems import ApiProblem, not_found, problem_responses, too_large
 from cjo.control.stats import JourneyRun, RunPosition, UserJourneysInput
+from cjo.steps.run import UserProfile
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
