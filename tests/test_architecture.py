@@ -101,6 +101,7 @@ def test_dsl_public_surface_is_pinned() -> None:
         "ActivityDeclaration",
         "BenefitSpec",
         "CODES",
+        "CompileError",
         "CompiledBundle",
         "ContactPolicySpec",
         "DOCUMENT_ADAPTER",

@@ -8,10 +8,13 @@ from textwrap import dedent
 import pytest
 
 from cjo.dsl import (
+    CompileError,
+    DslError,
     DslSyntaxError,
     DslValidationError,
     InMemoryLookup,
     Plan,
+    TemplateRenderError,
     compile_bundle,
     mermaid,
     validate,
@@ -189,8 +192,17 @@ def test_compile_refuses_an_invalid_bundle() -> None:
     with pytest.raises(DslValidationError) as caught:
         compile_bundle(BUNDLE.replace("benefit: cashback-20", "benefit: cashback-99"))
     assert [d.code for d in caught.value.diagnostics if d.is_error] == ["E220"]
-    with pytest.raises(DslSyntaxError):
+    with pytest.raises(DslSyntaxError) as unreadable:
         compile_bundle("a: &anchor 1\nb: *anchor\n")
+    assert [d.code for d in unreadable.value.diagnostics] == ["E101"]
+
+
+def test_every_dsl_error_has_one_root() -> None:
+    """The tree drawn in cjo.dsl's docstring: siblings under DslError, none inside another."""
+    kinds = (DslSyntaxError, DslValidationError, CompileError, TemplateRenderError)
+    for kind in kinds:
+        assert issubclass(kind, DslError)
+        assert not any(issubclass(kind, other) for other in kinds if other is not kind)
 
 
 def test_mermaid_labels_every_outcome() -> None:

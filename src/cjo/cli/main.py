@@ -16,6 +16,7 @@ from cjo.cli.tokens import token_group
 from cjo.dsl import (
     CompiledBundle,
     Diagnostic,
+    DslSyntaxError,
     DslValidationError,
     InMemoryLookup,
     Plan,
@@ -111,7 +112,7 @@ def validate_command(files: tuple[str, ...], output: str, resource_files: tuple[
 def _compiled(path: str, resource_files: tuple[str, ...]) -> CompiledBundle:
     try:
         return compile_bundle(_read(path), path, _lookup(resource_files))
-    except DslValidationError as error:
+    except (DslSyntaxError, DslValidationError) as error:
         _print_diagnostics(error.diagnostics, sys.stderr)
         sys.exit(EXIT_INVALID)
 

@@ -1,13 +1,16 @@
 """The CJO DSL: load, validate and compile journeys and the resources they use.
 
-Errors::
+The public surface is this module and `cjo.dsl.plan` (the compiled Plan's models);
+everything else is private. Errors (see `_errors`)::
 
     DslError
     ├── DslSyntaxError       the text is not a safe, well-formed YAML bundle (E100, E101)
-    └── DslValidationError   the bundle has errors; `.diagnostics` lists every one
+    ├── DslValidationError   the bundle has errors; `.diagnostics` lists every one
+    ├── CompileError         compilation was asked of a journey that did not validate
+    └── TemplateRenderError  a template failed to compile or render
 
-`validate` never raises for bad input; it returns diagnostics. `compile_bundle`
-raises `DslValidationError` (or `DslSyntaxError`) when there is anything to fix.
+`validate` never raises for bad input; it returns diagnostics. `compile_bundle` raises
+`DslValidationError` (or `DslSyntaxError`) when there is anything to fix.
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ from cjo.dsl._cel import evaluate as evaluate_expression
 from cjo.dsl._compile import compile_journey
 from cjo.dsl._diagnostics import CODES, Diagnostic, Severity, has_errors
 from cjo.dsl._documents import API_VERSION, DOCUMENT_ADAPTER, KINDS, Envelope, JourneyDocument
+from cjo.dsl._errors import (
+    CompileError,
+    DslError,
+    DslSyntaxError,
+    DslValidationError,
+    TemplateRenderError,
+)
 from cjo.dsl._journey import READ_ONLY_PROFILE_FIELDS, WRITABLE_PROFILE_FIELDS
 from cjo.dsl._lookup import (
     ActivityDeclaration,
@@ -37,7 +47,6 @@ from cjo.dsl._resources import (
     TemplateSpec,
 )
 from cjo.dsl._schema import json_schema
-from cjo.dsl._templates import TemplateRenderError
 from cjo.dsl._templates import render as render_template
 from cjo.dsl._validate import ValidationResult, validate
 from cjo.dsl.plan import Plan, PlanStep, Value
@@ -55,6 +64,7 @@ __all__ = [
     "READ_ONLY_PROFILE_FIELDS",
     "WRITABLE_PROFILE_FIELDS",
     "ActivityDeclaration",
+    "CompileError",
     "CompiledBundle",
     "Diagnostic",
     "DslError",
@@ -81,23 +91,6 @@ __all__ = [
     "resource_version",
     "validate",
 ]
-
-
-class DslError(Exception):
-    """Root of the DSL's errors."""
-
-
-class DslValidationError(DslError):
-    def __init__(self, diagnostics: list[Diagnostic]) -> None:
-        errors = [d for d in diagnostics if d.severity is Severity.ERROR]
-        super().__init__(
-            f"{len(errors)} error(s); first: {errors[0].format_text() if errors else '-'}"
-        )
-        self.diagnostics = diagnostics
-
-
-class DslSyntaxError(DslValidationError):
-    """The text could not be read as a safe YAML bundle at all."""
 
 
 @dataclass(frozen=True, slots=True)

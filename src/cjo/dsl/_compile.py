@@ -11,6 +11,7 @@ from cjo.dsl._check_graph import transitions
 from cjo.dsl._check_journey import outcomes_of
 from cjo.dsl._check_resources import segment_references
 from cjo.dsl._documents import JourneyDocument
+from cjo.dsl._errors import CompileError
 from cjo.dsl._journey import (
     BranchCase,
     BranchStep,
@@ -79,10 +80,6 @@ from cjo.dsl.plan import (
     WaitUntilTimestamp,
     WhenCase,
 )
-
-
-class CompileError(Exception):
-    """Compilation was asked of a journey that did not validate."""
 
 
 def _values(values: dict[str, Any] | None) -> Values:

@@ -28,6 +28,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from cjo.dsl._errors import TemplateRenderError
 from cjo.dsl._template_sample import _Sample, _StrictMap, sample_context
 
 __all__ = [
@@ -68,15 +69,6 @@ class TemplateProblem:
 
     message: str
     line: int | None
-
-
-class TemplateRenderError(Exception):
-    """A template failed to compile or render; `message` is fit to show an operator."""
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
 
 
 class _Undefined(StrictUndefined):
