@@ -10,12 +10,13 @@ earlier for the same business line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, literal, tuple_
 from sqlmodel import col
 from sqlmodel import select as sqlmodel_select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from cjo.activities._base import lock
 from cjo.activities.calls.registry import ActivityRegistry
@@ -32,6 +33,8 @@ from cjo.dsl import (
 )
 from cjo.store.db import SessionFactory
 from cjo.store.schema import Resource, ResourceVersion
+
+Row = TypeVar("Row", Resource, ResourceVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,22 +88,8 @@ class ResourceActivities:
     async def lookup(self) -> InMemoryLookup:
         """Every resource's newest version (journeys aside), with the registered activities."""
         lookup = InMemoryLookup.of(activities=self._registry.declarations())
-        async with self._sessions() as session:
-            rows = await session.exec(
-                sqlmodel_select(ResourceVersion)
-                .join(
-                    Resource,
-                    and_(
-                        col(Resource.kind) == col(ResourceVersion.kind),
-                        col(Resource.business_line) == col(ResourceVersion.business_line),
-                        col(Resource.name) == col(ResourceVersion.name),
-                        col(Resource.latest_version) == col(ResourceVersion.version),
-                    ),
-                )
-                .where(col(ResourceVersion.kind) != "Journey")
-            )
-            for stored in rows.all():
-                lookup.publish(DOCUMENT_ADAPTER.validate_python(stored.document))
+        for stored in await self._all(_newest().where(col(ResourceVersion.kind) != "Journey")):
+            lookup.publish(DOCUMENT_ADAPTER.validate_python(stored.document))
         return lookup
 
     async def check(self, text: str | bytes, file: str = "<bundle>") -> CheckedBundle:
@@ -135,17 +124,8 @@ class ResourceActivities:
 
     async def versions(self, kind: str, business_line: str, name: str) -> list[ResourceVersion]:
         """Every stored version of a resource, oldest first."""
-        async with self._sessions() as session:
-            rows = await session.exec(
-                sqlmodel_select(ResourceVersion)
-                .where(
-                    col(ResourceVersion.kind) == kind,
-                    col(ResourceVersion.business_line) == business_line,
-                    col(ResourceVersion.name) == name,
-                )
-                .order_by(col(ResourceVersion.revision))
-            )
-            return list(rows.all())
+        query = _versions_of(kind, business_line, name)
+        return await self._all(query.order_by(col(ResourceVersion.revision)))
 
     async def heads(
         self,
@@ -176,29 +156,16 @@ class ResourceActivities:
         query = query.order_by(
             col(Resource.kind), col(Resource.business_line), col(Resource.name)
         ).limit(limit)
-        async with self._sessions() as session:
-            return list((await session.exec(query)).all())
+        return await self._all(query)
 
     async def latest(self, kind: str, business_line: str) -> list[ResourceVersion]:
         """The newest version of every resource of `kind` in the business line."""
-        async with self._sessions() as session:
-            rows = await session.exec(
-                sqlmodel_select(ResourceVersion)
-                .join(
-                    Resource,
-                    and_(
-                        col(Resource.kind) == col(ResourceVersion.kind),
-                        col(Resource.business_line) == col(ResourceVersion.business_line),
-                        col(Resource.name) == col(ResourceVersion.name),
-                        col(Resource.latest_version) == col(ResourceVersion.version),
-                    ),
-                )
-                .where(
-                    col(ResourceVersion.kind) == kind,
-                    col(ResourceVersion.business_line) == business_line,
-                )
+        return await self._all(
+            _newest().where(
+                col(ResourceVersion.kind) == kind,
+                col(ResourceVersion.business_line) == business_line,
             )
-            return list(rows.all())
+        )
 
     async def version_page(
         self,
@@ -210,30 +177,17 @@ class ResourceActivities:
         limit: int = 50,
     ) -> list[ResourceVersion]:
         """A resource's versions, newest first, from before `before_revision`."""
-        query = sqlmodel_select(ResourceVersion).where(
-            col(ResourceVersion.kind) == kind,
-            col(ResourceVersion.business_line) == business_line,
-            col(ResourceVersion.name) == name,
-        )
+        query = _versions_of(kind, business_line, name)
         if before_revision is not None:
             query = query.where(col(ResourceVersion.revision) < before_revision)
-        query = query.order_by(col(ResourceVersion.revision).desc()).limit(limit)
-        async with self._sessions() as session:
-            return list((await session.exec(query)).all())
+        return await self._all(query.order_by(col(ResourceVersion.revision).desc()).limit(limit))
 
     async def by_revision(
         self, kind: str, business_line: str, name: str, revision: int
     ) -> ResourceVersion | None:
-        async with self._sessions() as session:
-            found = await session.exec(
-                sqlmodel_select(ResourceVersion).where(
-                    col(ResourceVersion.kind) == kind,
-                    col(ResourceVersion.business_line) == business_line,
-                    col(ResourceVersion.name) == name,
-                    col(ResourceVersion.revision) == revision,
-                )
-            )
-            return found.first()
+        query = _versions_of(kind, business_line, name)
+        found = await self._all(query.where(col(ResourceVersion.revision) == revision))
+        return found[0] if found else None
 
     async def get(
         self, kind: str, business_line: str, name: str, version: str | None = None
@@ -254,6 +208,32 @@ class ResourceActivities:
         if stored is None or stored.plan is None:
             return None
         return Plan.model_validate(stored.plan)
+
+    async def _all(self, query: SelectOfScalar[Row]) -> list[Row]:
+        async with self._sessions() as session:
+            return list((await session.exec(query)).all())
+
+
+def _newest() -> SelectOfScalar[ResourceVersion]:
+    """Each resource's newest version: the version its head names."""
+    return sqlmodel_select(ResourceVersion).join(
+        Resource,
+        and_(
+            col(Resource.kind) == col(ResourceVersion.kind),
+            col(Resource.business_line) == col(ResourceVersion.business_line),
+            col(Resource.name) == col(ResourceVersion.name),
+            col(Resource.latest_version) == col(ResourceVersion.version),
+        ),
+    )
+
+
+def _versions_of(kind: str, business_line: str, name: str) -> SelectOfScalar[ResourceVersion]:
+    """The stored versions of one resource."""
+    return sqlmodel_select(ResourceVersion).where(
+        col(ResourceVersion.kind) == kind,
+        col(ResourceVersion.business_line) == business_line,
+        col(ResourceVersion.name) == name,
+    )
 
 
 async def _store(
