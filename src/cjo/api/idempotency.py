@@ -34,13 +34,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 
 from cjo.activities._base import new_id
 from cjo.api.auth import PrincipalDep
 from cjo.api.deps import SessionsDep
 from cjo.api.problems import PROBLEM_JSON, ApiProblem
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, transaction
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -122,8 +122,7 @@ class Idempotency:
             "body_hash": self.body_digest,
             "lease": PENDING_LEASE,
         }
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             taken = await connection.execute(_CLAIM, params)
             if taken.first() is not None:
                 return None
@@ -153,31 +152,17 @@ class Idempotency:
         return replay
 
     async def _store(self, status: int, body: Any) -> None:
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
-            await connection.execute(
-                text(
-                    "UPDATE idempotency_records"
-                    " SET status = :status, response = CAST(:response AS jsonb)"
-                    " WHERE principal = :principal AND key = :key"
-                ),
-                {
-                    "status": status,
-                    "response": json.dumps(body, ensure_ascii=False),
-                    "principal": self.principal,
-                    "key": self.key,
-                },
-            )
+        response = json.dumps(body, ensure_ascii=False)
+        await self._execute(_STORE, status=status, response=response)
 
     async def _release(self) -> None:
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        await self._execute(_RELEASE)
+
+    async def _execute(self, statement: TextClause, **params: Any) -> None:
+        """Run a statement on this request's key, in a transaction of its own."""
+        async with transaction(self._sessions) as connection:
             await connection.execute(
-                text(
-                    "DELETE FROM idempotency_records"
-                    " WHERE principal = :principal AND key = :key AND status IS NULL"
-                ),
-                {"principal": self.principal, "key": self.key},
+                statement, {"principal": self.principal, "key": self.key, **params}
             )
 
 
@@ -197,6 +182,13 @@ _CLAIM = text(
 _STORED = text(
     "SELECT method_path, body_hash, status, response FROM idempotency_records"
     " WHERE principal = :principal AND key = :key"
+)
+_STORE = text(
+    "UPDATE idempotency_records SET status = :status, response = CAST(:response AS jsonb)"
+    " WHERE principal = :principal AND key = :key"
+)
+_RELEASE = text(
+    "DELETE FROM idempotency_records WHERE principal = :principal AND key = :key AND status IS NULL"
 )
 _RETAKE = text(
     """

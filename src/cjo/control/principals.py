@@ -19,7 +19,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from cjo.activities._base import ActivityError
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, transaction
 from cjo.store.schema import ApiKey
 
 Role = Literal["viewer", "operator", "approver", "admin"]
@@ -106,8 +106,7 @@ class ApiKeys:
 
     async def revoke(self, key_id: str, at: datetime | None = None) -> bool:
         """Revoke a live key; False when there is no such live key."""
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             result = await connection.execute(
                 update(ApiKey)
                 .where(col(ApiKey.id) == key_id, col(ApiKey.revoked_at).is_(None))

@@ -27,17 +27,18 @@ Who is at or passed a step is listed page by page, ordered by user and run.
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cjo.activities._base import ActivityError
 from cjo.activities.runs.campaigns import UnknownCampaignError
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, transaction
 
 __all__ = [
     "CampaignStatsInput",
@@ -203,8 +204,7 @@ class StatsActivities:
 
     async def campaign_stats(self, data: CampaignStatsInput) -> CampaignStatsResult:
         params = {"campaign": data.campaign_id}
-        async with self._sessions() as session, session.begin():
-            connection = await _snapshot(session)
+        async with _snapshot(self._sessions) as connection:
             plan_steps = await connection.execute(_PLAN_STEPS, params)
             found = plan_steps.all()
             if not found:
@@ -260,8 +260,7 @@ class StatsActivities:
             "after_run": after.run_key,
             "limit": data.limit + 1,
         }
-        async with self._sessions() as session, session.begin():
-            connection = await _snapshot(session)
+        async with _snapshot(self._sessions) as connection:
             found = (await connection.execute(_PLAN_STEPS, params)).all()
             if not found:
                 raise UnknownCampaignError(f"no campaign {data.campaign_id}")
@@ -281,8 +280,7 @@ class StatsActivities:
 
     async def user_journeys(self, data: UserJourneysInput) -> UserJourneysResult:
         """The user's runs, newest first, each with the steps it went through in order."""
-        async with self._sessions() as session, session.begin():
-            connection = await _snapshot(session)
+        async with _snapshot(self._sessions) as connection:
             rows = (
                 await connection.execute(
                     _USER_RUNS,
@@ -319,10 +317,12 @@ class StatsActivities:
         )
 
 
-async def _snapshot(session: AsyncSession) -> AsyncConnection:
-    connection = await session.connection()
-    await connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-    return connection
+@asynccontextmanager
+async def _snapshot(sessions: SessionFactory) -> AsyncIterator[AsyncConnection]:
+    """A connection whose reads all see one snapshot, so one answer's figures agree."""
+    async with transaction(sessions) as connection:
+        await connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        yield connection
 
 
 def _empty_step() -> dict[str, Any]:

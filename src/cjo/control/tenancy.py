@@ -12,7 +12,7 @@ from collections.abc import Collection
 from sqlalchemy import text
 
 from cjo.delivery.message_centre import INBOX, VISIBLE_STATUSES
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, connection
 
 
 class Tenancy:
@@ -23,9 +23,8 @@ class Tenancy:
         """The business line of each of the user's messages among `message_ids`."""
         if not message_ids:
             return {}
-        async with self._sessions() as session:
-            connection = await session.connection()
-            rows = await connection.execute(
+        async with connection(self._sessions) as reading:
+            rows = await reading.execute(
                 text(
                     "SELECT id, business_line FROM messages"
                     " WHERE user_id = :user AND id = ANY(:ids)"
@@ -36,9 +35,8 @@ class Tenancy:
 
     async def unread_inbox(self, user_id: str, business_lines: Collection[str]) -> int:
         """The user's unread message-centre items from `business_lines` only."""
-        async with self._sessions() as session:
-            connection = await session.connection()
-            unread = await connection.execute(
+        async with connection(self._sessions) as reading:
+            unread = await reading.execute(
                 text(
                     "SELECT count(*) FROM messages WHERE user_id = :user AND channel = :inbox"
                     " AND status = ANY(:visible) AND read_at IS NULL"
