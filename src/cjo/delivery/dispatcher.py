@@ -55,7 +55,7 @@ from cjo.delivery.providers.inbox import InboxProvider
 from cjo.delivery.providers.smtp import SmtpProvider
 from cjo.runtime.log import get_logger
 from cjo.runtime.settings import ANY_BUSINESS_LINE, ProviderSettings, Settings
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, transaction
 
 __all__ = ["BatchSummary", "Dispatcher", "ProviderGate", "make_provider"]
 
@@ -174,9 +174,9 @@ class Dispatcher:
     async def run_once(self) -> BatchSummary:
         """Claim one batch, deliver it, write it down and report it."""
         settings = self._settings
-        async with self._sessions() as session, session.begin():
+        async with transaction(self._sessions) as connection:
             claimed = await claim(
-                await session.connection(),
+                connection,
                 limit=settings.dispatcher_batch_size,
                 lease=settings.dispatcher_lease_seconds,
             )
@@ -186,8 +186,8 @@ class Dispatcher:
         outcomes = await self._deliver(claimed)
         # `sent` is only a receipt: `record` writes it with the outcomes, in their
         # transaction. `delivered` and `failed` go through the feedback, to become events.
-        async with self._sessions() as session, session.begin():
-            await record(await session.connection(), outcomes)
+        async with transaction(self._sessions) as connection:
+            await record(connection, outcomes)
         await self._report(claimed, _reports(outcomes, datetime.now(UTC)))
         summary = _summarise(outcomes)
         log.info(
@@ -232,8 +232,8 @@ class Dispatcher:
         while True:
             await asyncio.sleep(lease / 3)
             try:
-                async with self._sessions() as session, session.begin():
-                    await renew(await session.connection(), sorted(unfinished), lease=lease)
+                async with transaction(self._sessions) as connection:
+                    await renew(connection, sorted(unfinished), lease=lease)
             except Exception:
                 log.exception("dispatcher.renew_failed", messages=len(unfinished))
 

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from cjo.delivery.feedback import DeliveryFeedback, DeliveryReport, RecordReportsInput
 from cjo.steps.run import Contract, Moment, UserId
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, connection, transaction
 
 INBOX = "inbox"
 # Inbox messages the customer can see: the dispatcher has put them in the message centre.
@@ -120,9 +120,8 @@ class MessageCentre:
             data.limit,
             data.after,
         )
-        async with self._sessions() as session:
-            connection = await session.connection()
-            unread = await connection.execute(
+        async with connection(self._sessions) as reading:
+            unread = await reading.execute(
                 text(
                     "SELECT count(*) FROM messages WHERE user_id = :user AND channel = :inbox"
                     " AND status = ANY(:visible) AND read_at IS NULL"
@@ -137,10 +136,9 @@ class MessageCentre:
 
     async def mark_read(self, data: MarkReadInput) -> MarkReadResult:
         """Idempotent: a repeated read keeps the first time and records nothing new."""
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as writing:
             row = (
-                await connection.execute(
+                await writing.execute(
                     text(
                         "UPDATE messages SET read_at = coalesce(read_at, :at)"
                         " WHERE id = :id AND user_id = :user AND channel = :inbox"
@@ -203,9 +201,8 @@ class MessageCentre:
         if after is not None:
             where.append("(created_at, id) < (:after_at, :after_id)")
             values |= {"after_at": after.created_at, "after_id": after.id}
-        async with self._sessions() as session:
-            connection = await session.connection()
-            rows = await connection.execute(
+        async with connection(self._sessions) as reading:
+            rows = await reading.execute(
                 text(
                     f"SELECT {columns} FROM messages WHERE {' AND '.join(where)}"
                     " ORDER BY created_at DESC, id DESC LIMIT :limit"
