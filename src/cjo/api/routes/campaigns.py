@@ -15,11 +15,11 @@ The workflow id refuses a second start, so a campaign is launched once, ever.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
@@ -69,6 +69,8 @@ QUERY_TIMEOUT = timedelta(seconds=5)
 SETTLE_TIMEOUT_SECONDS = 10.0
 SETTLE_POLL_SECONDS = 0.05
 _DONE = {"pause": "paused", "resume": "resumed", "stop": "stopped"}
+# The state each signal moves a campaign to, once its workflow has recorded it.
+_REACHES: dict[str, CampaignState] = {"pause": "paused", "resume": "running", "stop": "stopped"}
 # The states each signal may be sent in (a campaign never launched is stopped without one).
 _SENT_FROM = {
     "pause": frozenset({"running"}),
@@ -251,74 +253,64 @@ async def launch(
     return audited_after(audit, settled)
 
 
-@router.post(
-    "/{campaign_id}/pause",
-    status_code=202,
-    summary="Pause a campaign",
-    responses=problem_responses(401, 403, 404, 409),
-)
-async def pause(
+Signal = Literal["pause", "resume", "stop"]
+Move = Callable[[Signal], Awaitable[CampaignOut]]
+_MOVE_PROBLEMS = problem_responses(401, 403, 404, 409)
+
+
+def _move_of(
     campaign_id: CampaignId,
     principal: Operator,
     campaigns: CampaignsDep,
     temporal: TemporalDep,
     audit: AuditDep,
-) -> CampaignOut:
+) -> Move:
+    """Pausing, resuming or stopping the campaign in the path: found as the caller may see
+    it, and named in the audit row with its state before and after the move."""
+
+    async def move(signal: Signal) -> CampaignOut:
+        campaign = await audited_campaign(audit, campaigns, principal, campaign_id)
+        if signal == "stop" and campaign.state in _NOT_LAUNCHED:
+            # Never launched: there is no workflow to tell.
+            await _set_state(campaigns, campaign_id, "stopped")
+            return audited_after(audit, await existing_campaign(campaigns, campaign_id))
+        return audited_after(audit, await _control(campaigns, temporal, campaign_id, signal))
+
+    return move
+
+
+MoveDep = Annotated[Move, Depends(_move_of)]
+
+
+@router.post(
+    "/{campaign_id}/pause", status_code=202, summary="Pause a campaign", responses=_MOVE_PROBLEMS
+)
+async def pause(move: MoveDep) -> CampaignOut:
     """Stop enrolling, and hold runs before their next send or grant."""
-    await audited_campaign(audit, campaigns, principal, campaign_id)
-    return audited_after(audit, await _control(campaigns, temporal, campaign_id, "paused", "pause"))
+    return await move("pause")
 
 
 @router.post(
-    "/{campaign_id}/resume",
-    status_code=202,
-    summary="Resume a campaign",
-    responses=problem_responses(401, 403, 404, 409),
+    "/{campaign_id}/resume", status_code=202, summary="Resume a campaign", responses=_MOVE_PROBLEMS
 )
-async def resume(
-    campaign_id: CampaignId,
-    principal: Operator,
-    campaigns: CampaignsDep,
-    temporal: TemporalDep,
-    audit: AuditDep,
-) -> CampaignOut:
+async def resume(move: MoveDep) -> CampaignOut:
     """Enrol again and release the held runs."""
-    await audited_campaign(audit, campaigns, principal, campaign_id)
-    return audited_after(
-        audit, await _control(campaigns, temporal, campaign_id, "running", "resume")
-    )
+    return await move("resume")
 
 
 @router.post(
-    "/{campaign_id}/stop",
-    status_code=202,
-    summary="Stop a campaign",
-    responses=problem_responses(401, 403, 404, 409),
+    "/{campaign_id}/stop", status_code=202, summary="Stop a campaign", responses=_MOVE_PROBLEMS
 )
-async def stop(
-    campaign_id: CampaignId,
-    principal: Operator,
-    campaigns: CampaignsDep,
-    temporal: TemporalDep,
-    audit: AuditDep,
-) -> CampaignOut:
+async def stop(move: MoveDep) -> CampaignOut:
     """End the campaign and every run in it; a stopped campaign cannot start again.
 
     A campaign not launched yet (draft, submitted, approved) is simply withdrawn.
     """
-    campaign = await audited_campaign(audit, campaigns, principal, campaign_id)
-    if campaign.state in _NOT_LAUNCHED:
-        await _move(campaigns, campaign_id, "stopped")  # never launched: no workflow to tell
-        return audited_after(audit, await existing_campaign(campaigns, campaign_id))
-    return audited_after(audit, await _control(campaigns, temporal, campaign_id, "stopped", "stop"))
+    return await move("stop")
 
 
 async def _control(
-    campaigns: CampaignActivities,
-    temporal: Client,
-    campaign_id: str,
-    state: CampaignState,
-    signal: str,
+    campaigns: CampaignActivities, temporal: Client, campaign_id: str, signal: Signal
 ) -> Campaign:
     campaign = await existing_campaign(campaigns, campaign_id)
     if campaign.state not in _SENT_FROM[signal]:
@@ -328,7 +320,7 @@ async def _control(
     except RPCError as error:
         log.warning("campaign workflow not signalled", campaign_id=campaign_id, error=str(error))
         raise conflict(f"the campaign's workflow is not running ({error.status.name})") from None
-    return await _settled(campaigns, campaign_id, lambda now: now == state)
+    return await _settled(campaigns, campaign_id, lambda now: now == _REACHES[signal])
 
 
 async def _settled(
@@ -343,7 +335,7 @@ async def _settled(
         await asyncio.sleep(SETTLE_POLL_SECONDS)
 
 
-async def _move(campaigns: CampaignActivities, campaign_id: str, state: CampaignState) -> None:
+async def _set_state(campaigns: CampaignActivities, campaign_id: str, state: CampaignState) -> None:
     with review_problems(campaign_id):
         await campaigns.set_state(
             SetCampaignStateInput(campaign_id=campaign_id, state=state, at=datetime.now(UTC))
