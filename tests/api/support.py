@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from cjo.store.db import SessionFactory, connection
+from cjo.store.db import SessionFactory, reading
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"content-type": "application/yaml"}
@@ -54,8 +54,8 @@ def problem(answer: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def count(sessions: SessionFactory, table: str) -> int:
-    async with connection(sessions) as reading:
-        return int((await reading.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+    async with reading(sessions) as connection:
+        return int((await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
 
 
 async def approve(maker: httpx.AsyncClient, checker: httpx.AsyncClient, campaign: str) -> None:

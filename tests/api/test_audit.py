@@ -16,7 +16,7 @@ from cjo.activities.people.profiles import ProfileActivities, ProfileContextInpu
 from cjo.api.audit import state_hash
 from cjo.api.auth import PrincipalDep
 from cjo.control.audit_trail import AuditRow, AuditTrail
-from cjo.store.db import SessionFactory, connection, transaction
+from cjo.store.db import SessionFactory, reading, transaction
 from tests.api.conftest import ApiClients, AppFactory
 from tests.api.support import count, problem
 
@@ -134,11 +134,11 @@ async def test_no_route_changes_the_log_and_the_database_refuses_to(
         "DELETE FROM audit_log",
     ):
         with pytest.raises(DBAPIError, match="append-only"):
-            async with transaction(sessions) as writing:
-                await writing.execute(text(statement))
+            async with transaction(sessions) as connection:
+                await connection.execute(text(statement))
     assert await count(sessions, "audit_log") == before
-    async with connection(sessions) as reading:
-        actors = (await reading.execute(text("SELECT DISTINCT actor FROM audit_log"))).all()
+    async with reading(sessions) as connection:
+        actors = (await connection.execute(text("SELECT DISTINCT actor FROM audit_log"))).all()
     assert "someone-else" not in {actor for (actor,) in actors}
     # The row appended by hand above is not a call: keep the teardown's count honest.
     db_app.ledger.calls.append("(appended directly)")

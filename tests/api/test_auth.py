@@ -25,7 +25,7 @@ from cjo.cli.dev import dev_admin_key
 from cjo.cli.main import cli
 from cjo.control.principals import ApiKeys
 from cjo.runtime.settings import get_settings
-from cjo.store.db import SessionFactory, connection
+from cjo.store.db import SessionFactory, reading
 from tests.api.conftest import ApiClients, AppFactory
 from tests.api.support import problem
 
@@ -117,8 +117,8 @@ async def test_calls_without_valid_credentials_are_401_problems(
 
 async def test_keys_are_kept_only_as_hashes(db_app: ApiClients, sessions: SessionFactory) -> None:
     key = await db_app.mint("operator", ["retail"], name="crm sync")
-    async with connection(sessions) as reading:
-        row = (await reading.execute(text("SELECT * FROM api_keys"))).mappings().one()
+    async with reading(sessions) as connection:
+        row = (await connection.execute(text("SELECT * FROM api_keys"))).mappings().one()
     assert key not in {str(value) for value in row.values()}
     assert key.split(".")[1] not in " ".join(str(value) for value in row.values())
     assert row["secret_hash"] == hashlib.sha256(key.encode()).hexdigest()

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from cjo.api import create_app
 from cjo.delivery.signing import signed_headers
 from cjo.runtime.settings import ProviderSettings, Settings
-from cjo.store.db import SessionFactory, connection
+from cjo.store.db import SessionFactory, reading
 from tests.api.conftest import BASE_URL
 from tests.api.support import problem
 from tests.delivery.message_rows import add_profile, message, store
@@ -80,8 +80,8 @@ async def post_signed(
 
 
 async def scalar_rows(sessions: SessionFactory, sql: str) -> list[tuple[object, ...]]:
-    async with connection(sessions) as reading:
-        return [tuple(row) for row in await reading.execute(text(sql))]
+    async with reading(sessions) as connection:
+        return [tuple(row) for row in await connection.execute(text(sql))]
 
 
 RECEIPTS = "/v1/channels/push/receipts"

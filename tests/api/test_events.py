@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from cjo.store.db import SessionFactory, connection
+from cjo.store.db import SessionFactory, reading
 from tests.api.support import count, problem
 
 TS = "2026-03-01T10:00:00+08:00"
@@ -29,8 +29,8 @@ async def test_events_are_stored_once_and_duplicates_counted(
     assert first.json() == {"accepted": 2, "duplicates": 1}
     again = await api.post("/v1/events", json={"events": [event("e2"), event("e3")]})
     assert again.json() == {"accepted": 1, "duplicates": 1}
-    async with connection(sessions) as reading:
-        stored = await reading.execute(
+    async with reading(sessions) as connection:
+        stored = await connection.execute(
             text("SELECT client_id, props FROM events ORDER BY client_id")
         )
         assert [tuple(row) for row in stored] == [("e1", {}), ("e2", {"amount": 5}), ("e3", {})]

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from cjo.activities.messaging.links import link_signature
 from cjo.runtime.settings import get_settings
-from cjo.store.db import SessionFactory, connection
+from cjo.store.db import SessionFactory, reading
 from tests.activities.messaging.test_send import add_user, request, send, template
 from tests.api.support import problem
 from tests.delivery.message_rows import AT, add_profile, message, store
@@ -26,8 +26,8 @@ def signed_path(message_id: str, index: int) -> str:
 
 
 async def clicks(sessions: SessionFactory) -> list[tuple[object, ...]]:
-    async with connection(sessions) as reading:
-        found = await reading.execute(
+    async with reading(sessions) as connection:
+        found = await connection.execute(
             text(
                 "SELECT name, props->>'message_id', props->>'url' FROM events"
                 " WHERE name = 'message_clicked' ORDER BY props->>'url'"
@@ -47,9 +47,9 @@ async def test_a_sent_link_redirects_to_its_url_and_records_the_click(
     )
     (decision,) = await send(sessions, request("k1", channel="push", template=push))
     assert decision.message_id is not None
-    async with connection(sessions) as reading:
+    async with reading(sessions) as connection:
         body = (
-            await reading.execute(
+            await connection.execute(
                 text("SELECT body FROM messages WHERE id = :id"), {"id": decision.message_id}
             )
         ).scalar_one()
@@ -127,8 +127,8 @@ async def test_the_inbox_lists_reads_and_pages(
         await db_api.get("/v1/users/u1/inbox", params={"limit": 2, "cursor": first["next_cursor"]})
     ).json()
     assert [item["id"] for item in rest["items"]] == ["i0"] and rest["next_cursor"] is None
-    async with connection(sessions) as reading:
-        opened = await reading.execute(
+    async with reading(sessions) as connection:
+        opened = await connection.execute(
             text("SELECT props->>'message_id' FROM events WHERE name = 'message_opened'")
         )
         assert opened.scalars().all() == ["i1"]  # read twice, opened once

@@ -13,9 +13,10 @@ never does anything twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import text
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.exceptions import ApplicationError
 
 from cjo.steps.run import utc
@@ -34,14 +35,20 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-async def lock(session: AsyncSession, *parts: str) -> None:
-    """Serialise transactions on one logical thing (a user's caps, a user's benefit limit).
+async def lock(connection: AsyncConnection, things: Iterable[Sequence[str]]) -> None:
+    """Serialise transactions on logical things (a user's caps, a user's benefit limit).
 
-    A transaction-scoped advisory lock: released at commit or rollback, never leaked.
+    Transaction-scoped advisory locks, released at commit or rollback, never leaked; all of
+    them in one statement, taken in one global order (by their hashes), so transactions
+    that lock overlapping sets cannot deadlock.
     """
-    # Through the connection: SQLModel's session.execute is deprecated for plain SQL.
-    connection = await session.connection()
-    await connection.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": "\x1f".join(parts)},
-    )
+    keys = sorted({"\x1f".join(parts) for parts in things})
+    if keys:
+        await connection.execute(_LOCK, {"keys": keys})
+
+
+_LOCK = text(
+    "SELECT count(pg_advisory_xact_lock(h)) FROM ("
+    " SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k"
+    " ORDER BY h) AS ordered"
+)

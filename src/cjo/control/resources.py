@@ -248,7 +248,7 @@ async def _store(
     # A journey's version is its Plan's: it changes when a resource it pins changes too.
     version = plan.version if plan is not None else resource_version(document)
     # Two applies of the same resource at once must not both take the next revision.
-    await lock(session, "resource", *key)
+    await lock(await session.connection(), [("resource", *key)])
     head = await session.get(Resource, key)
     if head is not None and head.latest_version == version:
         return AppliedResource(*key, version, head.revisions, changed=False)

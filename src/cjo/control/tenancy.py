@@ -12,7 +12,7 @@ from collections.abc import Collection
 from sqlalchemy import text
 
 from cjo.delivery.message_centre import INBOX, VISIBLE_STATUSES
-from cjo.store.db import SessionFactory, connection
+from cjo.store.db import SessionFactory, reading
 
 
 class Tenancy:
@@ -23,8 +23,8 @@ class Tenancy:
         """The business line of each of the user's messages among `message_ids`."""
         if not message_ids:
             return {}
-        async with connection(self._sessions) as reading:
-            rows = await reading.execute(
+        async with reading(self._sessions) as connection:
+            rows = await connection.execute(
                 text(
                     "SELECT id, business_line FROM messages"
                     " WHERE user_id = :user AND id = ANY(:ids)"
@@ -35,8 +35,8 @@ class Tenancy:
 
     async def unread_inbox(self, user_id: str, business_lines: Collection[str]) -> int:
         """The user's unread message-centre items from `business_lines` only."""
-        async with connection(self._sessions) as reading:
-            unread = await reading.execute(
+        async with reading(self._sessions) as connection:
+            unread = await connection.execute(
                 text(
                     "SELECT count(*) FROM messages WHERE user_id = :user AND channel = :inbox"
                     " AND status = ANY(:visible) AND read_at IS NULL"

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from cjo.delivery.feedback import DeliveryFeedback, DeliveryReport, RecordReportsInput
 from cjo.steps.run import Contract, Moment, UserId
-from cjo.store.db import SessionFactory, connection, transaction
+from cjo.store.db import SessionFactory, reading, transaction
 
 INBOX = "inbox"
 # Inbox messages the customer can see: the dispatcher has put them in the message centre.
@@ -120,8 +120,8 @@ class MessageCentre:
             data.limit,
             data.after,
         )
-        async with connection(self._sessions) as reading:
-            unread = await reading.execute(
+        async with reading(self._sessions) as connection:
+            unread = await connection.execute(
                 text(
                     "SELECT count(*) FROM messages WHERE user_id = :user AND channel = :inbox"
                     " AND status = ANY(:visible) AND read_at IS NULL"
@@ -136,9 +136,9 @@ class MessageCentre:
 
     async def mark_read(self, data: MarkReadInput) -> MarkReadResult:
         """Idempotent: a repeated read keeps the first time and records nothing new."""
-        async with transaction(self._sessions) as writing:
+        async with transaction(self._sessions) as connection:
             row = (
-                await writing.execute(
+                await connection.execute(
                     text(
                         "UPDATE messages SET read_at = coalesce(read_at, :at)"
                         " WHERE id = :id AND user_id = :user AND channel = :inbox"
@@ -201,8 +201,8 @@ class MessageCentre:
         if after is not None:
             where.append("(created_at, id) < (:after_at, :after_id)")
             values |= {"after_at": after.created_at, "after_id": after.id}
-        async with connection(self._sessions) as reading:
-            rows = await reading.execute(
+        async with reading(self._sessions) as connection:
+            rows = await connection.execute(
                 text(
                     f"SELECT {columns} FROM messages WHERE {' AND '.join(where)}"
                     " ORDER BY created_at DESC, id DESC LIMIT :limit"

@@ -35,7 +35,7 @@ from cjo.activities.people.profiles import (
 from cjo.activities.runs.routing import RoutingActivities, store_and_route
 from cjo.runtime.log import get_logger
 from cjo.steps.run import Contract, Moment
-from cjo.store.db import SessionFactory, connection
+from cjo.store.db import SessionFactory, reading
 
 REPLY_EVENT = "sms_replied"
 OPT_OUT_SOURCE = "sms_reply"
@@ -176,8 +176,8 @@ class SmsReplies:
     async def _users_by_phone(self, forms: set[str]) -> dict[str, list[str]]:
         if not forms:
             return {}
-        async with connection(self._sessions) as reading:
-            rows = await reading.execute(
+        async with reading(self._sessions) as connection:
+            rows = await connection.execute(
                 text("SELECT phone, id FROM profiles WHERE phone = ANY(:forms)"),
                 {"forms": sorted(forms)},
             )

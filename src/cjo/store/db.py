@@ -52,7 +52,7 @@ async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncConnection
 
 
 @asynccontextmanager
-async def connection(sessions: SessionFactory) -> AsyncIterator[AsyncConnection]:
+async def reading(sessions: SessionFactory) -> AsyncIterator[AsyncConnection]:
     """A connection for reads (autobegun; what it read is not committed, nothing to commit)."""
     async with sessions() as session:
         yield await session.connection()

@@ -43,7 +43,7 @@ from cjo.dsl import BenefitSpec
 from cjo.steps.contracts import GrantBenefitInput, GrantBenefitResult, GrantOutcome, GrantRequest
 from cjo.steps.run import Hold
 from cjo.steps.semantics import grant_result
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, reading, transaction
 
 __all__ = ["BenefitActivities"]
 
@@ -57,8 +57,7 @@ class BenefitActivities:
     @activity.defn(name=GRANT_ACTIVITY)
     async def grant(self, batch: GrantBenefitInput) -> GrantBenefitResult:
         unique = _first_by_key(batch.requests)
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             holds = await _open_ledgers(connection, unique)
             outcomes = {
                 r.key: _held(r, hold)
@@ -68,8 +67,9 @@ class BenefitActivities:
             active = [request for request in unique if request.key not in outcomes]
             # Same-key requests share a user, so this lock also serialises retries of one key;
             # a key decided before (a retry) answers with its recorded result.
-            for parts in sorted({(r.business_line, r.benefit, r.user_id) for r in active}):
-                await lock(session, "benefits", *parts)
+            await lock(
+                connection, [("benefits", r.business_line, r.benefit, r.user_id) for r in active]
+            )
             outcomes.update(await recorded_grants(connection, [r.key for r in active]))
             fresh = [request for request in active if request.key not in outcomes]
             outcomes.update(await decide(connection, fresh))
@@ -87,8 +87,7 @@ class BenefitActivities:
     @activity.defn(name="benefits.expire")
     async def expire_due(self, request: ExpireGrantsInput) -> ExpireGrantsResult:
         """Expire granted grants past their time; their stock stays used (they were handed out)."""
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             result = await connection.execute(
                 text(
                     "UPDATE grants SET status = 'expired' WHERE status = 'granted' "
@@ -103,8 +102,7 @@ class BenefitActivities:
         self, business_line: str, benefit: str, spec: BenefitSpec | None = None
     ) -> BenefitStatus:
         """Units and value handed out (and left, given the spec) and grants by status."""
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             ledger = (
                 await connection.execute(
                     text(
@@ -138,8 +136,7 @@ class BenefitActivities:
         )
 
     async def find_grant(self, grant_id: str) -> GrantView | None:
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             row = (
                 await connection.execute(text(f"{_GRANT_VIEW} WHERE id = :id"), {"id": grant_id})
             ).first()
@@ -148,8 +145,7 @@ class BenefitActivities:
     async def user_grants(self, request: UserGrantsInput) -> UserGrantsResult:
         """The user's grants, newest first, a page at a time."""
         after = request.after
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             rows = (
                 await connection.execute(
                     text(
@@ -181,8 +177,7 @@ class BenefitActivities:
         self, requests: Sequence[GrantChangeRequest], change: _Change
     ) -> list[GrantChangeOutcome]:
         unique = _first_by_key(requests)
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             # One request per grant per round keeps a batch that names a grant twice sequential.
             for round_ in _rounds(unique):
                 params = {

@@ -41,7 +41,7 @@ from cjo.activities.calls.registry import (
     RegisteredActivity,
 )
 from cjo.steps.contracts import CallOutcome, CallSpec, RunCallsInput, RunCallsResult
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, transaction
 
 Receipt = dict[str, Any]
 Perform = Callable[[list[str]], Awaitable[Mapping[str, Receipt]]]
@@ -126,8 +126,7 @@ class CallActivities:
 
         # The transaction stays open while handlers run, so that a concurrent run of the same
         # key waits on its receipt instead of calling the handler a second time.
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             receipts = await run_once(connection, "calls.run", list(first_of_key), perform)
         return RunCallsResult(
             results=[CallOutcome(key=spec.key, **receipts[spec.key]) for spec in data.requests]

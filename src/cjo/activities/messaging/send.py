@@ -131,9 +131,7 @@ def _run_writes(
 async def _decide_chunk(
     session: AsyncSession, requests: Sequence[SendRequest]
 ) -> list[SendDecision]:
-    # One global lock order, so transactions holding several users cannot deadlock.
-    for business_line, user_id in sorted({(r.business_line, r.user_id) for r in requests}):
-        await lock(session, business_line, user_id)
+    await lock(await session.connection(), [(r.business_line, r.user_id) for r in requests])
     user_ids = sorted({r.user_id for r in requests})
     campaign_ids = sorted({r.run.campaign_id for r in requests if r.run and r.run.campaign_id})
     context = await send_context(session, [r.key for r in requests], user_ids, campaign_ids)

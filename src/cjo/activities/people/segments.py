@@ -29,7 +29,7 @@ from cjo.activities.people._segment_sql import (
 from cjo.dsl import SegmentSpec
 from cjo.runtime.log import mask
 from cjo.steps.contracts import CheckMembershipInput, CheckMembershipResult, SegmentQuery
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, reading, transaction
 from cjo.store.schema import AudienceMember, AudienceSnapshot
 
 __all__ = [
@@ -143,8 +143,7 @@ class SegmentActivities:
     @activity.defn(name="segments.count")
     async def count(self, request: CountSegmentInput) -> CountSegmentResult:
         statement = sa.select(sa.func.count()).select_from(PROFILES).where(_filter(request))
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             total = (await connection.execute(statement)).scalar_one()
         return CountSegmentResult(count=total)
 
@@ -158,8 +157,7 @@ class SegmentActivities:
             .order_by(sa.func.md5(PROFILES.c.id), PROFILES.c.id)
             .limit(request.size)
         )
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             rows = (await connection.execute(statement)).all()
         members = [
             SampledMember(
@@ -180,8 +178,7 @@ class SegmentActivities:
             return CheckMembershipResult(members=[])
         ids = sa.literal(sorted(set(request.user_ids)), ARRAY(sa.Text))
         statement = sa.select(PROFILES.c.id).where(PROFILES.c.id == sa.any_(ids), _filter(request))
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             found = set((await connection.execute(statement)).scalars())
         return CheckMembershipResult(members=[user in found for user in request.user_ids])
 
@@ -189,8 +186,7 @@ class SegmentActivities:
     async def snapshot(self, request: SnapshotSegmentInput) -> SnapshotSegmentResult:
         """Store the members under `snapshot_id`; the same id again returns the first size."""
         predicate = _filter(request)
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             created = await connection.execute(
                 insert(SNAPSHOTS)
                 .values(

@@ -34,7 +34,7 @@ from cjo.activities.risk._checks import (
 from cjo.dsl import RiskPolicySpec
 from cjo.dsl._resources import ListCheck, VelocityCheck
 from cjo.steps.contracts import EvaluateRiskInput, EvaluateRiskResult, RiskRequest, RiskVerdict
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, transaction
 from cjo.store.schema import RiskDecision
 
 DECISIONS: sa.Table = SQLModel.metadata.tables[str(RiskDecision.__tablename__)]
@@ -76,8 +76,7 @@ class RiskActivities:
 
     @activity.defn(name="risk.evaluate")
     async def evaluate(self, request: EvaluateRiskInput) -> EvaluateRiskResult:
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             decided = await _stored(connection, [r.key for r in request.requests])
             pending: dict[str, RiskRequest] = {}
             for each in request.requests:
@@ -110,8 +109,7 @@ class RiskActivities:
     @activity.defn(name="risk.update_list")
     async def update_list(self, request: UpdateRiskListInput) -> UpdateRiskListResult:
         added = removed = 0
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             if request.add:
                 entries = [
                     {

@@ -33,7 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from cjo.activities._base import ActivityError, new_id, utc
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, reading
 from cjo.store.schema import Campaign, CampaignApproval, Resource
 
 CampaignState = Literal[
@@ -365,8 +365,7 @@ class CampaignActivities:
 
     @activity.defn(name="campaigns.count_runs")
     async def count_runs(self, data: CountRunsInput) -> CountRunsResult:
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             row = (
                 await connection.execute(
                     text(
@@ -381,8 +380,7 @@ class CampaignActivities:
 
     async def count_profiles(self) -> int:
         """Every known customer: the most an event-triggered journey could enter."""
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             total = await connection.execute(text("SELECT count(*) FROM profiles"))
             return int(total.scalar_one())
 

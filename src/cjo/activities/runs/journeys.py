@@ -17,7 +17,7 @@ from temporalio import activity
 from cjo.activities.people.profiles import CONTEXT_SELECT
 from cjo.activities.runs.records import RunWrite, write_runs
 from cjo.steps.run import EndReason, RunRecords, StepRecord, UserProfile, utc
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, transaction
 from cjo.store.schema import Campaign
 
 __all__ = [
@@ -103,8 +103,7 @@ class JourneyActivities:
     @activity.defn(name="journeys.enter")
     async def enter(self, data: EnterJourneyInput) -> EnterJourneyResult:
         """Record the entry (once per run) and load what the run needs to start."""
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             row = (
                 await connection.execute(
                     _ENTER,
@@ -135,8 +134,8 @@ class JourneyActivities:
         """Write step records and where the user is now."""
         run = RunRecords(run_key=data.run_key, variant=data.variant, converted_at=data.converted_at)
         write = RunWrite(data.user_id, run, data.records, data.current_step, status=data.status)
-        async with self._sessions() as session, session.begin():
-            await write_runs(await session.connection(), [write])
+        async with transaction(self._sessions) as connection:
+            await write_runs(connection, [write])
 
     @activity.defn(name="journeys.finish")
     async def finish(self, data: FinishJourneyInput) -> None:
@@ -145,8 +144,8 @@ class JourneyActivities:
         write = RunWrite(
             data.user_id, run, data.records, None, at=data.at, end_reason=data.end_reason
         )
-        async with self._sessions() as session, session.begin():
-            await write_runs(await session.connection(), [write])
+        async with transaction(self._sessions) as connection:
+            await write_runs(connection, [write])
 
     @activity.defn(name="journeys.campaign_state")
     async def campaign_state(self, data: CampaignStateInput) -> CampaignStateResult:

@@ -35,7 +35,7 @@ from cjo.dsl.plan import WaitForPlanStep
 from cjo.runtime.log import get_logger
 from cjo.steps.run import UserProfile
 from cjo.steps.semantics import entry_context
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, reading
 
 log = get_logger(__name__)
 JOURNEY_WORKFLOW = "Journey"
@@ -217,8 +217,7 @@ class RoutingActivities:
     async def enrol_page(self, data: EnrolPageInput) -> EnrolPageResult:
         """Enter one page of an audience snapshot into the campaign's journey."""
         campaign = await self._campaign(data.campaign_id)
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             rows = await connection.execute(
                 text(
                     "SELECT user_id FROM audience_members WHERE audience_id = :audience"
@@ -249,8 +248,7 @@ class RoutingActivities:
     @activity.defn(name="routing.signal_runs")
     async def signal_runs(self, data: SignalRunsInput) -> SignalRunsResult:
         """Send `signal` to every run of a campaign in the given statuses (pause, stop)."""
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             rows = await connection.execute(
                 text(
                     "SELECT DISTINCT workflow_id FROM enrolments"
@@ -320,8 +318,7 @@ class RoutingActivities:
         self, campaign: _Campaign, workflow_id: str, at: datetime
     ) -> str | None:
         plan = campaign.plan
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             row = (
                 await connection.execute(
                     text(
@@ -372,8 +369,7 @@ class RoutingActivities:
         return by_event
 
     async def _campaigns(self, where: str, params: dict[str, Any]) -> list[_Campaign]:
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             rows = await connection.execute(
                 text(
                     "SELECT c.id, v.plan FROM campaigns c JOIN resource_versions v"
@@ -388,8 +384,7 @@ class RoutingActivities:
     async def _running_runs(self, users: Sequence[str]) -> list[tuple[str, Plan]]:
         if not users:
             return []
-        async with self._sessions() as session:
-            connection = await session.connection()
+        async with reading(self._sessions) as connection:
             rows = (
                 await connection.execute(
                     text(

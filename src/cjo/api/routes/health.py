@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from cjo.api.deps import StateDep
 from cjo.api.problems import ApiProblem, problem_responses
-from cjo.store.db import SessionFactory, connection
+from cjo.store.db import SessionFactory, reading
 
 router = APIRouter(tags=["health"])
 # A probe must answer before the orchestrator's own timeout, even when a part hangs.
@@ -67,8 +67,8 @@ async def _check_database(sessions: SessionFactory | None) -> str:
         return "not connected"
 
     async def probe() -> None:
-        async with connection(sessions) as reading:
-            await reading.execute(text("SELECT 1"))
+        async with reading(sessions) as connection:
+            await connection.execute(text("SELECT 1"))
 
     return await _checked(probe())
 
