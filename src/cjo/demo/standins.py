@@ -1,9 +1,11 @@
 """Local stand-ins for the channel providers, for `make demo` and trying CJO on a laptop.
 
-A real SMTP server (aiosmtpd) takes email, and a real HTTP server takes what the HTTP
-providers POST (sms, push, wechat, call, webhook): it checks each request's signature
-and keys on `Idempotency-Key`, as a provider would, and keeps what arrived so the demo
-can show it. Nothing leaves the machine.
+Every channel of the channel list (`cjo.runtime.channels`) whose provider kind has a
+stand-in is pointed at it: a real SMTP server (aiosmtpd) takes what the `smtp` channels
+send (email), and a real HTTP server takes what the `http` ones POST (sms, push, wechat,
+call, webhook): it checks each request's signature and keys on `Idempotency-Key`, as a
+provider would, and keeps what arrived so the demo can show it. `inbox` needs no
+stand-in. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 
 from cjo.delivery.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from cjo.runtime.channels import CHANNELS, ChannelFacts
 from cjo.runtime.settings import ANY_BUSINESS_LINE, Channel, ProviderSettings
 from cjo.runtime.stack import free_port
 
-HTTP_CHANNELS: tuple[Channel, ...] = ("sms", "push", "wechat", "call", "webhook")
+# The stand-in's sender domain: an email's envelope sender is `<channel>@` it.
+SENDER_DOMAIN = "cjo.local"
 
 
 @dataclass
@@ -65,7 +69,8 @@ class _SmtpHandler:
         body = message.get_body(preferencelist=("plain",))
         text = body.get_content() if body is not None else ""
         key = str(message.get("Message-ID", "")) or secrets.token_hex(8)
-        self._delivered.take("email", key, f"{message.get('Subject', '')}: {text}".strip())
+        channel = envelope.mail_from.partition("@")[0] if envelope.mail_from else "email"
+        self._delivered.take(channel, key, f"{message.get('Subject', '')}: {text}".strip())
         return "250 OK"
 
 
@@ -112,24 +117,33 @@ class SandboxProviders:
     delivered: Delivered
 
     def providers(self) -> dict[str, dict[Channel, ProviderSettings]]:
-        """Settings.providers pointing every channel at these stand-ins."""
-        by_channel: dict[Channel, ProviderSettings] = {
-            "inbox": ProviderSettings(kind="inbox"),
-            "email": ProviderSettings(
+        """Settings.providers pointing every channel whose kind has a stand-in at it."""
+        by_channel: dict[Channel, ProviderSettings] = {}
+        for channel in CHANNELS:
+            provider = self.provider(channel)
+            if provider is not None:
+                by_channel[channel.name] = provider
+        return {ANY_BUSINESS_LINE: by_channel}
+
+    def provider(self, channel: ChannelFacts) -> ProviderSettings | None:
+        """The stand-in for the channel's kind of provider; None for a kind without one."""
+        if channel.provider == "inbox":
+            return ProviderSettings(kind="inbox")
+        if channel.provider == "smtp":
+            return ProviderSettings(
                 kind="smtp",
                 host="127.0.0.1",
                 port=self.smtp_port,
-                sender="CJO Demo <demo@cjo.local>",
-            ),
-        }
-        for channel in HTTP_CHANNELS:
-            by_channel[channel] = ProviderSettings(
+                sender=f"CJO Demo <{channel.name}@{SENDER_DOMAIN}>",
+            )
+        if channel.provider == "http":
+            return ProviderSettings(
                 kind="http",
-                url=f"http://127.0.0.1:{self.http_port}/{channel}",
+                url=f"http://127.0.0.1:{self.http_port}/{channel.name}",
                 secret=SecretStr(self.secret),
                 timeout_seconds=5.0,
             )
-        return {ANY_BUSINESS_LINE: by_channel}
+        return None
 
 
 @contextmanager

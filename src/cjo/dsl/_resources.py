@@ -24,6 +24,7 @@ from cjo.dsl._types import (
     human_duration,
     tagged_union,
 )
+from cjo.runtime.channels import ChannelOrAny, ConsentMode, default_consent
 
 DEFAULT_OPT_OUT_PATTERN = "退订|拒收|回复R|STOP|unsubscribe"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -317,16 +318,10 @@ class QuietHours(Strict):
         return self
 
 
-FrequencyChannel = Literal["sms", "email", "push", "inbox", "wechat", "call", "webhook", "any"]
-
-
 class FrequencyRule(Strict):
-    channel: FrequencyChannel
+    channel: ChannelOrAny
     max: int = Field(ge=1)
     per: Duration
-
-
-ConsentMode = Literal["required", "implied"]
 
 
 def _check_pattern_compiles(value: str) -> str:
@@ -355,24 +350,14 @@ def _default_frequency() -> list[FrequencyRule]:
     ]
 
 
-def _default_consent() -> dict[Channel, ConsentMode]:
-    return {
-        "sms": "required",
-        "email": "required",
-        "push": "required",
-        "wechat": "required",
-        "call": "required",
-        "inbox": "implied",
-    }
-
-
 class ContactPolicySpec(Strict):
     """A field left out takes the value shown in the spec; `quietHours: null` turns them off."""
 
     timezone: TimeZone = DEFAULT_TIMEZONE
     quiet_hours: QuietHours | None = Field(default_factory=_default_quiet_hours, alias="quietHours")
     frequency: list[FrequencyRule] = Field(default_factory=_default_frequency)
-    consent: dict[Channel, ConsentMode] = Field(default_factory=_default_consent)
+    # Each channel's default mode is in the channel list (`cjo.runtime.channels`).
+    consent: dict[Channel, ConsentMode] = Field(default_factory=default_consent)
     opt_out_pattern: OptOutPattern = Field(default=DEFAULT_OPT_OUT_PATTERN, alias="optOutPattern")
 
 

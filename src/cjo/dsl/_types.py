@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, time
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag, WithJsonSchema
+
+# `Channel` is re-exported for the DSL's models; the list is `cjo.runtime.channels`.
+from cjo.runtime.channels import Channel as Channel
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
 STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -26,8 +29,6 @@ DURATION_PATTERN = (
 )
 TIME_OF_DAY_PATTERN = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
 
-CHANNELS = ("sms", "email", "push", "inbox", "wechat", "call", "webhook")
-Channel = Literal["sms", "email", "push", "inbox", "wechat", "call", "webhook"]
 LIFECYCLE_STAGES = ("new", "growing", "mature", "dormant", "churned")
 
 _SHORT_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}

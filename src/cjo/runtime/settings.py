@@ -9,7 +9,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Channel = Literal["sms", "email", "push", "inbox", "wechat", "call", "webhook"]
+# `Channel` is re-exported: the API's routes read it from here.
+from cjo.runtime.channels import Channel as Channel
+from cjo.runtime.channels import ProviderKind
+
 ANY_BUSINESS_LINE = "*"
 DEFAULT_OPT_OUT_KEYWORDS = ("R", "TD", "退订", "STOP")
 
@@ -17,14 +20,15 @@ DEFAULT_OPT_OUT_KEYWORDS = ("R", "TD", "退订", "STOP")
 class ProviderSettings(BaseModel):
     """How one channel reaches its provider, with the dispatcher's limits for it.
 
-    `smtp` (email) speaks SMTP to `host:port`; `http` (sms, push, wechat, call, webhook)
-    POSTs JSON to `url`, signed with `secret`; `inbox` stores the message in the database
-    as a message-centre item. `secret` also checks the provider's callbacks (receipts, replies).
+    `kind` is one of the provider kinds the channel list names (`cjo.runtime.channels`):
+    `smtp` speaks SMTP to `host:port`; `http` POSTs JSON to `url`, signed with `secret`;
+    `inbox` stores the message in the database as a message-centre item. `secret` also
+    checks the provider's callbacks (receipts, replies).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["smtp", "http", "inbox"]
+    kind: ProviderKind
     # smtp
     host: str = "localhost"
     port: int = Field(default=25, ge=1, le=65535)

@@ -24,10 +24,9 @@ from cjo.activities.calls.catalog import default_registry
 from cjo.activities.people.profiles import EVENT_NAME_PATTERN, ProfileInput
 from cjo.dsl import Diagnostic, InMemoryLookup, Plan, compile_bundle, validate
 from cjo.dsl._types import DURATION_PATTERN, duration_seconds
+from cjo.runtime.channels import CHANNEL_NAMES
 from cjo.steps.rules import zone_of
 
-# Channels a profile can consent to; a profile without "consents" gets all of them.
-CHANNELS = ("sms", "email", "push", "inbox", "wechat", "call", "webhook")
 # An `--at` this close behind the clock means "now": the command took a moment to start.
 AT_GRACE = timedelta(minutes=1)
 
@@ -89,13 +88,14 @@ def read_user(path: Path) -> SimulatedUser:
     except ValidationError as error:
         raise ScenarioError(f"{path}: {_first_problem(error)}") from None
     if consents is None:
-        return SimulatedUser(profile, dict.fromkeys(CHANNELS, True), consents_given=False)
+        # A profile without "consents" consents to every channel.
+        return SimulatedUser(profile, dict.fromkeys(CHANNEL_NAMES, True), consents_given=False)
     if not isinstance(consents, dict) or not all(isinstance(v, bool) for v in consents.values()):
         raise ScenarioError(f"{path}: consents: expected an object of channel: true/false")
-    unknown = sorted(set(consents) - set(CHANNELS))
+    unknown = sorted(set(consents) - set(CHANNEL_NAMES))
     if unknown:
         raise ScenarioError(
-            f"{path}: consents: unknown channel {unknown[0]!r} (one of {', '.join(CHANNELS)})"
+            f"{path}: consents: unknown channel {unknown[0]!r} (one of {', '.join(CHANNEL_NAMES)})"
         )
     return SimulatedUser(profile, dict(consents), consents_given=True)
 

@@ -15,15 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cjo.dsl import TemplateSpec, render_template
 from cjo.dsl.plan import PlanFrequency, PlanQuietHours
+from cjo.runtime.channels import ANY_CHANNEL, BY_NAME, OPT_OUT_CHANNELS, AddressedBy
 from cjo.store.schema import Profile
 
 Unreachable = Literal["no_address", "no_consent"]
-
-# The channel a rule of `channel: any` stands for.
-ANY_CHANNEL = "any"
-# Channels that deliver inside the bank's own app, to the user id: no address needed.
-_ADDRESSLESS_CHANNELS = frozenset({"inbox"})
-_PHONE_CHANNELS = frozenset({"sms", "call"})
 
 
 class Contact(NamedTuple):
@@ -42,14 +37,25 @@ class Rendered:
     html: str | None
 
 
+def _addressed_by(channel: str) -> AddressedBy:
+    """How the channel list says `channel` is addressed; a name it lacks, by `addresses`."""
+    facts = BY_NAME.get(channel)
+    return facts.address if facts is not None else "addresses"
+
+
 def address_of(channel: str, profile: Profile) -> str | None:
-    """Where `channel` reaches this person, or None if it cannot; inbox needs no address."""
-    if channel in _PHONE_CHANNELS:
-        value: Any = profile.phone
-    elif channel == "email":
+    """Where `channel` reaches this person, or None if it cannot or needs no address."""
+    addressed_by = _addressed_by(channel)
+    value: Any
+    if addressed_by == "phone":
+        value = profile.phone
+    elif addressed_by == "email":
         value = profile.email
-    else:
+    elif addressed_by == "addresses":
         value = profile.addresses.get(channel)
+    else:
+        # Delivered inside the bank's own app, to the user id.
+        value = None
     return str(value) if value else None
 
 
@@ -62,7 +68,7 @@ def unreachable(
     consent_modes: Mapping[str, str],
 ) -> Unreachable | None:
     """Why this person cannot be reached on `channel`, or None if they can."""
-    if channel not in _ADDRESSLESS_CHANNELS and address_of(channel, profile) is None:
+    if _addressed_by(channel) != "none" and address_of(channel, profile) is None:
         return "no_address"
     if not marketing:
         return None
@@ -130,6 +136,11 @@ def over_cap(
         if used >= rule.max:
             return True
     return False
+
+
+def needs_opt_out(channel: str, *, marketing: bool) -> bool:
+    """Whether a message must say how to opt out: marketing on a channel the list marks so."""
+    return marketing and channel in OPT_OUT_CHANNELS
 
 
 def lacks_opt_out(body: str, pattern: str) -> bool:

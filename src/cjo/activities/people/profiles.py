@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field
 from sqlalchemy import text
@@ -34,12 +34,13 @@ from cjo.activities.people.lifecycle import (
     split_nulls,
 )
 from cjo.activities.people.lifecycle import refresh as refresh_stages
+from cjo.runtime import channels as runtime_channels
 from cjo.steps.contracts import (
     UpdateProfilesInput,
     UpdateProfilesResult,
 )
 from cjo.steps.run import Contract, Moment, Tag, UserId, UserProfile
-from cjo.store.db import SessionFactory, transaction
+from cjo.store.db import SessionFactory
 
 __all__ = [
     "BATCH_SIZE",
@@ -65,8 +66,10 @@ __all__ = [
 BATCH_SIZE = 1000
 EVENT_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$"
 Item = TypeVar("Item")
-Channel = Literal["sms", "email", "push", "inbox", "wechat", "call", "webhook"]
-AddressChannel = Literal["push", "wechat", "webhook"]
+# Consents are per channel; `addresses` holds the channels the profile addresses by name
+# (a device token, an open id, a URL). Both from the channel list.
+Channel = runtime_channels.Channel
+AddressChannel = runtime_channels.AddressBookChannel
 
 
 class ProfileInput(Contract):
@@ -168,7 +171,8 @@ class ProfileActivities:
     @activity.defn(name="profiles.upsert")
     async def upsert_profiles(self, data: UpsertProfilesInput) -> UpsertProfilesResult:
         created = updated = 0
-        async with transaction(self._sessions) as connection:
+        async with self._sessions() as session, session.begin():
+            connection = await session.connection()
             for batch in _batches(_fold_duplicates(data.profiles)):
                 rows = await connection.execute(_UPSERT, _upsert_params(batch, data.at))
                 flags = list(rows.scalars())
@@ -195,7 +199,8 @@ class ProfileActivities:
                         "at": change.at.isoformat(),
                     }
         rows = list(rows_by_channel.values())
-        async with transaction(self._sessions) as connection:
+        async with self._sessions() as session, session.begin():
+            connection = await session.connection()
             found = await connection.execute(_SET_CONSENTS, {"rows": json.dumps(rows)})
         known: set[str] = set()
         written: set[tuple[str, str]] = set()
@@ -226,7 +231,8 @@ class ProfileActivities:
     async def ingest_events(self, data: IngestEventsInput) -> IngestEventsResult:
         """Store events once per sender's id: repeats, in this page or earlier, are refused."""
         accepted: set[str] = set()
-        async with transaction(self._sessions) as connection:
+        async with self._sessions() as session, session.begin():
+            connection = await session.connection()
             for batch in _batches(data.events):
                 rows = [event.model_dump(mode="json") for event in batch]
                 stored = await connection.execute(_INGEST, {"rows": json.dumps(rows)})
