@@ -9,10 +9,11 @@ does not see.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Response
+from fastapi import APIRouter, Body, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cjo.activities.benefits.grants import BenefitActivities
@@ -26,7 +27,7 @@ from cjo.activities.benefits.models import (
 )
 from cjo.activities.people.profiles import ProfileContextInput
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Operator, Principal, Viewer, visible
+from cjo.api.auth import Operator, Viewer, visible
 from cjo.api.deps import ProfilesDep, ResourcesDep, SessionsDep
 from cjo.api.idempotency import IdempotencyDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
@@ -191,47 +192,9 @@ async def user_grants(
     )
 
 
+Action = Literal["redeem", "revoke"]
+Change = Callable[[Action], Awaitable[Response]]
 _CHANGE_PROBLEMS = problem_responses(401, 403, 404, 409, 422)
-
-
-@router.post(
-    "/v1/grants/{grant_id}/redeem",
-    summary="Redeem a grant (idempotent)",
-    tags=["benefits"],
-    response_model=GrantOut,
-    responses=_CHANGE_PROBLEMS,
-)
-async def redeem_grant(
-    grant_id: GrantId,
-    principal: Operator,
-    sessions: SessionsDep,
-    idempotency: IdempotencyDep,
-    audit: AuditDep,
-    body: Annotated[GrantChange | None, Body()] = None,
-) -> Response:
-    """Redeem (核销) a granted benefit: granted → redeemed. Send an `Idempotency-Key`."""
-    return await _change(sessions, principal, grant_id, idempotency, audit, body, "redeem")
-
-
-@router.post(
-    "/v1/grants/{grant_id}/revoke",
-    summary="Revoke a grant (idempotent)",
-    tags=["benefits"],
-    response_model=GrantOut,
-    responses=_CHANGE_PROBLEMS,
-)
-async def revoke_grant(
-    grant_id: GrantId,
-    principal: Operator,
-    sessions: SessionsDep,
-    idempotency: IdempotencyDep,
-    audit: AuditDep,
-    body: Annotated[GrantChange | None, Body()] = None,
-) -> Response:
-    """Revoke a granted benefit: its units and value go back to the stock and budget."""
-    return await _change(sessions, principal, grant_id, idempotency, audit, body, "revoke")
-
-
 _DONE = {"redeem": "redeemed", "revoke": "revoked"}
 _REFUSED = {
     "already_redeemed": "has been redeemed already",
@@ -240,45 +203,76 @@ _REFUSED = {
 }
 
 
-async def _change(
+def _change_of(
+    grant_id: GrantId,
+    principal: Operator,
     sessions: SessionsDep,
-    principal: Principal,
-    grant_id: str,
     idempotency: IdempotencyDep,
     audit: AuditDep,
-    body: GrantChange | None,
-    action: str,
-) -> Response:
-    benefits = BenefitActivities(sessions)
-    grant = await benefits.find_grant(grant_id)
-    if grant is None:
-        raise not_found(f"no grant {grant_id}")
-    visible(principal, grant.business_line, "grant", grant_id)
-    audit.target("grant", grant_id, grant.business_line)
-    audit.before(grant)
-    if body is not None and body.reason:
-        audit.detail["reason"] = body.reason
+    body: Annotated[GrantChange | None, Body()] = None,
+) -> Change:
+    """Redeeming or revoking the grant in the path, found as the caller may see it, once
+    per `Idempotency-Key`, and named in the audit row with its state before and after."""
 
-    async def act() -> GrantOut:
-        request = GrantChangeRequest(
-            key=idempotency.effect_key, grant_id=grant_id, at=datetime.now(UTC)
-        )
-        if action == "redeem":
-            (outcome,) = (await benefits.redeem(RedeemGrantInput(requests=[request]))).results
-        else:
-            (outcome,) = (await benefits.revoke(RevokeGrantInput(requests=[request]))).results
-        if outcome.outcome == "not_found":
+    async def change(action: Action) -> Response:
+        benefits = BenefitActivities(sessions)
+        grant = await benefits.find_grant(grant_id)
+        if grant is None:
             raise not_found(f"no grant {grant_id}")
-        if outcome.outcome in _REFUSED:
-            raise ApiProblem(
-                409,
-                "grant-settled",
-                f"grant {grant_id} {_REFUSED[outcome.outcome]}; it cannot be {_DONE[action]} now",
-                title="Grant settled",
-            )
-        changed = await benefits.find_grant(grant_id)
-        assert changed is not None  # grants are never deleted
-        audit.after(changed)
-        return GrantOut.model_validate(changed.model_dump())
+        visible(principal, grant.business_line, "grant", grant_id)
+        audit.target("grant", grant_id, grant.business_line)
+        audit.before(grant)
+        if body is not None and body.reason:
+            audit.detail["reason"] = body.reason
 
-    return await idempotency.answer(act)
+        async def act() -> GrantOut:
+            request = GrantChangeRequest(
+                key=idempotency.effect_key, grant_id=grant_id, at=datetime.now(UTC)
+            )
+            if action == "redeem":
+                (outcome,) = (await benefits.redeem(RedeemGrantInput(requests=[request]))).results
+            else:
+                (outcome,) = (await benefits.revoke(RevokeGrantInput(requests=[request]))).results
+            if outcome.outcome == "not_found":
+                raise not_found(f"no grant {grant_id}")
+            if outcome.outcome in _REFUSED:
+                raise ApiProblem(
+                    409,
+                    "grant-settled",
+                    f"grant {grant_id} {_REFUSED[outcome.outcome]}; "
+                    f"it cannot be {_DONE[action]} now",
+                    title="Grant settled",
+                )
+            changed = await benefits.find_grant(grant_id)
+            assert changed is not None  # grants are never deleted
+            audit.after(changed)
+            return GrantOut.model_validate(changed.model_dump())
+
+        return await idempotency.answer(act)
+
+    return change
+
+
+ChangeDep = Annotated[Change, Depends(_change_of)]
+
+
+@router.post(
+    "/v1/grants/{grant_id}/redeem",
+    summary="Redeem a grant (idempotent)",
+    response_model=GrantOut,
+    responses=_CHANGE_PROBLEMS,
+)
+async def redeem_grant(change: ChangeDep) -> Response:
+    """Redeem (核销) a granted benefit: granted → redeemed. Send an `Idempotency-Key`."""
+    return await change("redeem")
+
+
+@router.post(
+    "/v1/grants/{grant_id}/revoke",
+    summary="Revoke a grant (idempotent)",
+    response_model=GrantOut,
+    responses=_CHANGE_PROBLEMS,
+)
+async def revoke_grant(change: ChangeDep) -> Response:
+    """Revoke a granted benefit: its units and value go back to the stock and budget."""
+    return await change("revoke")
