@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import text
 from temporalio.client import Client
@@ -116,3 +117,61 @@ async def test_a_blocklisted_customer_is_rejected(
     assert outcome.end_reason == "rejected"
     assert outcome.path == ["risk_check"]
     assert await _rows(sessions, "SELECT count(*) FROM messages") == [(0,)]
+
+
+RISK_BY_STEP = """\
+apiVersion: cjo/v1
+kind: Journey
+metadata: {name: risk-by-step, businessLine: retail}
+spec:
+  form: user
+  trigger: {event: applied}
+  steps:
+    - id: arm
+      type: split
+      variants:
+        - {name: only, weight: 1, next: screen}
+        - {name: never, weight: 1, next: screen}
+    - id: screen
+      type: risk
+      policy: by-arm
+    - id: hello
+      type: update
+      tags: {add: [screened]}
+---
+apiVersion: cjo/v1
+kind: RiskPolicy
+metadata: {name: by-arm, businessLine: retail}
+spec:
+  rules:
+    - id: listed-arm
+      if: {list: arms, key: 'journey.name + "/" + steps.arm.outcome + "/" + trigger.props.ref'}
+      then: reject
+"""
+
+
+async def test_a_risk_list_key_sees_earlier_steps_the_journey_and_the_trigger(
+    env: WorkflowEnvironment,
+    client: Client,
+    task_queue: str,
+    sessions: SessionFactory,
+    tmp_path: Path,
+) -> None:
+    """Every root validation lets a list key use is there when the key is evaluated."""
+    bundle = tmp_path / "risk_by_step.yaml"
+    bundle.write_text(RISK_BY_STEP, encoding="utf-8")
+    plan = await publish(sessions, str(bundle))
+    await add_customer(sessions, "u5")
+    first = await start(client, task_queue, plan, "u5", "applied", {"ref": "r1"})
+    assert (await first.result()).path == ["arm", "screen", "hello"]  # nothing listed yet
+    (variant,) = await _rows(sessions, "SELECT outcome FROM step_log WHERE step_id = 'arm'")
+    async with sessions() as session, session.begin():
+        await (await session.connection()).execute(
+            text(
+                "INSERT INTO risk_lists (business_line, list, value) VALUES ('retail', 'arms', :v)"
+            ),
+            {"v": f"risk-by-step/{variant[0]}/r2"},
+        )
+    # The same customer again (the split is theirs for good), now with a listed key.
+    listed = await start(client, task_queue, plan, "u5", "applied", {"ref": "r2"})
+    assert (await listed.result()).end_reason == "rejected"

@@ -154,7 +154,7 @@ RiskAction = Literal["pass", "review", "reject"]
 class RiskRequest(Contract):
     """One user's check. `spec` is the RiskPolicy spec in DSL form; `segments` holds the
     specs of segments its conditions reference; `context` adds CEL roots for list keys
-    (`trigger`, `steps`, `journey`) beside `user` and `now`."""
+    (`trigger`, `event`, `steps`, `journey`) beside `user` and `now`."""
 
     key: str = Field(min_length=1, max_length=512)
     user_id: str

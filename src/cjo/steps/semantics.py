@@ -255,6 +255,13 @@ def granted_benefit(plan: Plan, step: GrantPlanStep, outcome: GrantOutcome) -> d
 # risk --------------------------------------------------------------------------------------
 
 
+def _risk_roots(run: RunContext, now: datetime) -> dict[str, Any]:
+    """The roots a list key sees besides `user` and `now`, which the activity fills in as of
+    its own reading: the trigger, the event, earlier steps and the journey."""
+    roots = run.expressions(None, now)
+    return {name: value for name, value in roots.items() if name not in ("user", "now")}
+
+
 def risk_request(step: RiskPlanStep, run: RunContext, *, key: str, now: datetime) -> RiskRequest:
     plan, name = run.plan, step.params.policy
     pinned = plan.resources.risk_policies[name]
@@ -266,7 +273,7 @@ def risk_request(step: RiskPlanStep, run: RunContext, *, key: str, now: datetime
         policy_version=pinned.version,
         spec=as_written(pinned.spec),
         segments=plan.resources.segments_as_written(),
-        context={"trigger": cel_value(run.trigger.as_context())},
+        context=_risk_roots(run, now),
         at=now,
         timezone=plan.contact_policy.timezone,
     )
