@@ -41,6 +41,7 @@ from cjo.delivery.feedback import (
     RecordReportsInput,
     ReportStatus,
 )
+from cjo.delivery.providers import make_provider
 from cjo.delivery.providers.base import (
     Accepted,
     AttemptResult,
@@ -50,9 +51,6 @@ from cjo.delivery.providers.base import (
     Retryable,
     short,
 )
-from cjo.delivery.providers.http import HttpProvider
-from cjo.delivery.providers.inbox import InboxProvider
-from cjo.delivery.providers.smtp import SmtpProvider
 from cjo.runtime.log import get_logger
 from cjo.runtime.settings import ANY_BUSINESS_LINE, ProviderSettings, Settings
 from cjo.store.db import SessionFactory, transaction
@@ -73,14 +71,6 @@ MAX_REF_CHARS = 128
 REPORTED: dict[str, ReportStatus] = {"delivered": "delivered", "failed": "failed"}
 
 log = get_logger(__name__)
-
-
-def make_provider(settings: ProviderSettings, *, max_connections: int) -> Provider:
-    if settings.kind == "smtp":
-        return SmtpProvider(settings)
-    if settings.kind == "http":
-        return HttpProvider(settings, max_connections=max_connections)
-    return InboxProvider()
 
 
 def backoff_seconds(settings: ProviderSettings, attempt: int) -> float:

@@ -6,7 +6,8 @@ the default ContactPolicy's consent modes, profiles' `addresses`, the send step'
 and consent rules, `cjo simulate`, the demo's stand-in providers and the dispatcher.
 
 A channel's `provider` names the kind of provider that delivers it: the module
-`cjo/delivery/providers/<kind>.py`. The kinds are the ones some channel names.
+`cjo/delivery/providers/<kind>.py`. The kinds are the ones some channel names, so a new
+kind is that module plus the line of the channel it delivers.
 
 This module imports nothing of CJO, so every layer may read it.
 """

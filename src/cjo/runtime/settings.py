@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,7 +23,8 @@ class ProviderSettings(BaseModel):
     `kind` is one of the provider kinds the channel list names (`cjo.runtime.channels`):
     `smtp` speaks SMTP to `host:port`; `http` POSTs JSON to `url`, signed with `secret`;
     `inbox` stores the message in the database as a message-centre item. `secret` also
-    checks the provider's callbacks (receipts, replies).
+    checks the provider's callbacks (receipts, replies). A kind with settings of its own
+    reads them from `options`, and its module checks them when the dispatcher starts.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -49,6 +50,8 @@ class ProviderSettings(BaseModel):
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     breaker_failures: int = Field(default=5, ge=1)
     breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    # settings of a provider kind of its own, checked by its module
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 def _default_providers() -> dict[str, dict[Channel, ProviderSettings]]:

@@ -168,3 +168,7 @@ class HttpProvider:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def make(settings: ProviderSettings, *, max_connections: int) -> HttpProvider:
+    return HttpProvider(settings, max_connections=max_connections)

@@ -7,6 +7,7 @@ delivered at once, and the customer's apps read it through the API.
 from __future__ import annotations
 
 from cjo.delivery.providers.base import Accepted, AttemptResult, OutgoingMessage
+from cjo.runtime.settings import ProviderSettings
 
 
 class InboxProvider:
@@ -15,3 +16,7 @@ class InboxProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def make(settings: ProviderSettings, *, max_connections: int) -> InboxProvider:
+    return InboxProvider()

@@ -105,3 +105,8 @@ def _text(reply: bytes | str) -> str:
 def _by_code(code: int, error: str) -> AttemptResult:
     """4xx: the relay says try later; 5xx: it will never take this message."""
     return Retryable(short(error)) if 400 <= code < 500 else Rejected(short(error))
+
+
+def make(settings: ProviderSettings, *, max_connections: int) -> SmtpProvider:
+    """One connection per message, in a worker thread: `max_connections` does not apply."""
+    return SmtpProvider(settings)
