@@ -92,8 +92,16 @@ def get_routing(
     return RoutingActivities(sessions, temporal, task_queue)
 
 
+def get_optional_routing(
+    sessions: SessionsDep, temporal: OptionalTemporalDep, task_queue: TaskQueueDep
+) -> RoutingActivities | None:
+    return None if temporal is None else RoutingActivities(sessions, temporal, task_queue)
+
+
 ResourcesDep = Annotated[ResourceActivities, Depends(get_resources)]
 ProfilesDep = Annotated[ProfileActivities, Depends(get_profiles)]
 CampaignsDep = Annotated[CampaignActivities, Depends(get_campaigns)]
 StatsDep = Annotated[StatsActivities, Depends(get_stats)]
 RoutingDep = Annotated[RoutingActivities, Depends(get_routing)]
+# For what is stored even while Temporal is away (clicks, inbox reads, SMS replies), unrouted.
+OptionalRoutingDep = Annotated[RoutingActivities | None, Depends(get_optional_routing)]

@@ -18,9 +18,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from cjo.activities.runs.routing import RoutingActivities
 from cjo.api._limits import MAX_BATCH
-from cjo.api.deps import OptionalTemporalDep, RoutingDep, SessionsDep, StateDep, TaskQueueDep
+from cjo.api.deps import OptionalRoutingDep, RoutingDep, SessionsDep, StateDep
 from cjo.api.problems import ApiProblem, problem_responses, too_large
 from cjo.delivery.feedback import DeliveryFeedback, DeliveryReport, report_time
 from cjo.delivery.receipts import ProviderReceipts, ProviderReportsInput
@@ -223,12 +222,6 @@ def _parse(model: type[Body], body: bytes) -> Body:
         ) from None
 
 
-def _routing(
-    sessions: SessionsDep, temporal: OptionalTemporalDep, task_queue: TaskQueueDep
-) -> RoutingActivities | None:
-    return None if temporal is None else RoutingActivities(sessions, temporal, task_queue)
-
-
 @router.post(
     "/{channel}/receipts",
     summary="Receive delivery reports (provider callback)",
@@ -295,8 +288,7 @@ async def post_sms_replies(
     request: Request,
     state: StateDep,
     sessions: SessionsDep,
-    temporal: OptionalTemporalDep,
-    task_queue: TaskQueueDep,
+    routing: OptionalRoutingDep,
     business_line: BusinessLineQuery = ANY_BUSINESS_LINE,
 ) -> RepliesOut:
     """Inbound SMS, up to 1,000. A reply that is an opt-out keyword (whole text, any case:
@@ -316,7 +308,7 @@ async def post_sms_replies(
         SmsReply(phone=r.from_, text=r.text, at=min(r.at or now, now), id=r.id)
         for r in batch.replies
     ]
-    handler = SmsReplies(sessions, _routing(sessions, temporal, task_queue))
+    handler = SmsReplies(sessions, routing)
     result = await handler.record(
         RecordRepliesInput(replies=replies, keywords=state.settings.opt_out_keywords)
     )

@@ -14,8 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import RedirectResponse
 
-from cjo.activities.runs.routing import RoutingActivities
-from cjo.api.deps import OptionalTemporalDep, SessionsDep, StateDep, TaskQueueDep
+from cjo.api.deps import OptionalRoutingDep, SessionsDep, StateDep
 from cjo.api.problems import not_found, problem_responses
 from cjo.delivery.clicks import TrackedLinks
 from cjo.delivery.feedback import DeliveryFeedback
@@ -37,14 +36,12 @@ async def follow_link(
     index: Annotated[int, Path(ge=0, le=10_000)],
     state: StateDep,
     sessions: SessionsDep,
-    temporal: OptionalTemporalDep,
-    task_queue: TaskQueueDep,
+    routing: OptionalRoutingDep,
     signature: Annotated[str, Query(alias="s", max_length=64)] = "",
 ) -> RedirectResponse:
     """Records `clicked` (once per link of a message) and answers 302 to the link's URL."""
     # A customer must get where the link promised even while Temporal is away: the click
     # is then stored, only not passed on to waiting journeys.
-    routing = None if temporal is None else RoutingActivities(sessions, temporal, task_queue)
     links = TrackedLinks(
         sessions,
         DeliveryFeedback(sessions, routing),

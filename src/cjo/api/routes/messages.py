@@ -16,10 +16,9 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cjo.activities.people.profiles import ProfileContextInput
-from cjo.activities.runs.routing import RoutingActivities
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Operator, Viewer
-from cjo.api.deps import OptionalTemporalDep, ProfilesDep, SessionsDep, TaskQueueDep
+from cjo.api.deps import OptionalRoutingDep, ProfilesDep, SessionsDep
 from cjo.api.problems import ApiProblem, not_found, problem_responses
 from cjo.control.tenancy import Tenancy
 from cjo.delivery.feedback import DeliveryFeedback
@@ -147,8 +146,7 @@ async def read_inbox_message(
     user_id: UserIdPath,
     message_id: Annotated[str, Path(min_length=1, max_length=64)],
     sessions: SessionsDep,
-    temporal: OptionalTemporalDep,
-    task_queue: TaskQueueDep,
+    routing: OptionalRoutingDep,
 ) -> ReadOut:
     """Mark one of the user's inbox messages read; repeating it keeps the first time.
 
@@ -159,7 +157,6 @@ async def read_inbox_message(
     if line is None or not principal.sees(line):
         raise missing
     audit.target("message", message_id, line)
-    routing = None if temporal is None else RoutingActivities(sessions, temporal, task_queue)
     centre = MessageCentre(sessions, DeliveryFeedback(sessions, routing))
     result = await centre.mark_read(
         MarkReadInput(user_id=user_id, message_id=message_id, at=datetime.now(UTC))
