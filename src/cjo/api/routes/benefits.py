@@ -25,7 +25,6 @@ from cjo.activities.benefits.models import (
     RevokeGrantInput,
     UserGrantsInput,
 )
-from cjo.activities.people.profiles import ProfileContextInput
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Operator, Viewer, visible
 from cjo.api.deps import ProfilesDep, ResourcesDep, SessionsDep
@@ -33,6 +32,7 @@ from cjo.api.idempotency import IdempotencyDep
 from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from cjo.api.problems import ApiProblem, not_found, problem_responses
 from cjo.api.routes._resources import LineQuery, resource_head
+from cjo.api.routes._users import UserIdPath, known_profile
 from cjo.dsl import BenefitSpec
 
 router = APIRouter(tags=["benefits"])
@@ -167,7 +167,7 @@ async def benefit_status(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def user_grants(
-    user_id: Annotated[str, Path(min_length=1, max_length=128)],
+    user_id: UserIdPath,
     principal: Viewer,
     profiles: ProfilesDep,
     sessions: SessionsDep,
@@ -175,9 +175,7 @@ async def user_grants(
     cursor: Cursor = None,
 ) -> GrantsPage:
     """The user's grants in the caller's business lines, newest first."""
-    (profile,) = (await profiles.profile_context(ProfileContextInput(user_ids=[user_id]))).profiles
-    if profile is None:
-        raise not_found(f"no user {user_id}")
+    await known_profile(profiles, user_id)
     page = await BenefitActivities(sessions).user_grants(
         UserGrantsInput(
             user_id=user_id,

@@ -7,19 +7,18 @@ answers 404, as a missing one does.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from cjo.activities.people.profiles import ProfileContextInput
 from cjo.api.audit import AuditDep
-from cjo.api.auth import Operator, Viewer
+from cjo.api.auth import Operator, Principal, Viewer
 from cjo.api.deps import OptionalRoutingDep, ProfilesDep, SessionsDep
-from cjo.api.problems import ApiProblem, not_found, problem_responses
+from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
+from cjo.api.problems import not_found, problem_responses
+from cjo.api.routes._users import UserIdPath, known_profile
 from cjo.control.tenancy import Tenancy
 from cjo.delivery.feedback import DeliveryFeedback
 from cjo.delivery.message_centre import (
@@ -32,11 +31,9 @@ from cjo.delivery.message_centre import (
     UserMessagesInput,
 )
 from cjo.runtime.settings import Channel
+from cjo.store.db import SessionFactory
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
-UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[str | None, Query(max_length=1024)]
 
 
 _INBOX_ITEM_EXAMPLE: dict[str, Any] = {
@@ -120,18 +117,22 @@ async def get_inbox(
     cursor: Cursor = None,
 ) -> InboxOut:
     """The user's message-centre items (inbox messages delivered so far), newest first."""
-    await _known(profiles, user_id)
+    await known_profile(profiles, user_id)
     page = await MessageCentre(sessions).inbox(
-        InboxPageInput(user_id=user_id, unread_only=unread, limit=limit, after=_decode(cursor))
+        InboxPageInput(
+            user_id=user_id,
+            unread_only=unread,
+            limit=limit,
+            after=decode_cursor(cursor, MessagePosition),
+        )
     )
-    if principal.sees_all:
-        return InboxOut(items=page.items, next_cursor=_encode(page.next), unread=page.unread)
-    tenancy = Tenancy(sessions)
-    lines = await tenancy.message_lines(user_id, [item.id for item in page.items])
+    unread_count = page.unread
+    if not principal.sees_all:
+        unread_count = await Tenancy(sessions).unread_inbox(user_id, principal.business_lines)
     return InboxOut(
-        items=[item for item in page.items if principal.sees(lines.get(item.id, ""))],
-        next_cursor=_encode(page.next),
-        unread=await tenancy.unread_inbox(user_id, principal.business_lines),
+        items=await _seen(sessions, principal, user_id, page.items),
+        next_cursor=encode_cursor(page.next),
+        unread=unread_count,
     )
 
 
@@ -187,35 +188,28 @@ async def get_messages(
 ) -> MessagesOut:
     """Every send decision about the user, newest first: sent, suppressed (with the
     reason), delivered or failed, on any channel."""
-    await _known(profiles, user_id)
+    await known_profile(profiles, user_id)
     page = await MessageCentre(sessions).messages(
         UserMessagesInput(
-            user_id=user_id, channel=channel, status=status, limit=limit, after=_decode(cursor)
+            user_id=user_id,
+            channel=channel,
+            status=status,
+            limit=limit,
+            after=decode_cursor(cursor, MessagePosition),
         )
     )
-    items = page.items
-    if not principal.sees_all:
-        lines = await Tenancy(sessions).message_lines(user_id, [item.id for item in items])
-        items = [item for item in items if principal.sees(lines.get(item.id, ""))]
-    return MessagesOut(items=items, next_cursor=_encode(page.next))
+    items = await _seen(sessions, principal, user_id, page.items)
+    return MessagesOut(items=items, next_cursor=encode_cursor(page.next))
 
 
-async def _known(profiles: ProfilesDep, user_id: str) -> None:
-    (profile,) = (await profiles.profile_context(ProfileContextInput(user_ids=[user_id]))).profiles
-    if profile is None:
-        raise not_found(f"no user {user_id}")
+Message = TypeVar("Message", InboxItem, UserMessage)
 
 
-def _encode(position: MessagePosition | None) -> str | None:
-    if position is None:
-        return None
-    return base64.urlsafe_b64encode(position.model_dump_json().encode()).decode()
-
-
-def _decode(cursor: str | None) -> MessagePosition | None:
-    if cursor is None:
-        return None
-    try:
-        return MessagePosition.model_validate_json(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValidationError, binascii.Error, ValueError):
-        raise ApiProblem(422, "invalid-request", "the cursor is not one this API gave") from None
+async def _seen(
+    sessions: SessionFactory, principal: Principal, user_id: str, messages: list[Message]
+) -> list[Message]:
+    """The messages of the business lines the principal sees."""
+    if principal.sees_all:
+        return messages
+    lines = await Tenancy(sessions).message_lines(user_id, [m.id for m in messages])
+    return [message for message in messages if principal.sees(lines.get(message.id, ""))]

@@ -9,20 +9,16 @@ principal sees only its own lines' (a page may then hold fewer than `limit` item
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cjo.activities.people.profiles import (
     Channel,
     ConsentChange,
-    ProfileActivities,
-    ProfileContextInput,
     ProfileInput,
     SetConsentsInput,
     UpsertProfilesInput,
@@ -30,12 +26,13 @@ from cjo.activities.people.profiles import (
 from cjo.api.audit import AuditDep
 from cjo.api.auth import Operator, Viewer
 from cjo.api.deps import ProfilesDep, StateDep, StatsDep
+from cjo.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from cjo.api.problems import ApiProblem, not_found, problem_responses, too_large
+from cjo.api.routes._users import UserIdPath, known_profile, stored_profile
 from cjo.control.stats import JourneyRun, RunPosition, UserJourneysInput
 from cjo.steps.run import UserProfile
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
-UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 _PROFILE_FIELDS_EXAMPLE: dict[str, Any] = {
@@ -200,11 +197,11 @@ async def put_user(
             [{**e, "loc": ("body", *e["loc"])} for e in error.errors()]
         ) from None
     audit.target("user", user_id)
-    audit.before(await _stored_profile(profiles, user_id))
+    audit.before(await stored_profile(profiles, user_id))
     result = await profiles.upsert_profiles(
         UpsertProfilesInput(profiles=[profile], at=datetime.now(UTC))
     )
-    audit.after(await _stored_profile(profiles, user_id))
+    audit.after(await stored_profile(profiles, user_id))
     return UpsertedOut(id=user_id, created=result.created == 1)
 
 
@@ -238,7 +235,7 @@ async def post_users(
 )
 async def get_user(_principal: Viewer, user_id: UserIdPath, profiles: ProfilesDep) -> UserProfile:
     """The profile: its fields, attributes, addresses and marketing consents per channel."""
-    return await _profile(profiles, user_id)
+    return await known_profile(profiles, user_id)
 
 
 @router.put(
@@ -275,40 +272,13 @@ async def get_journeys(
     user_id: UserIdPath,
     profiles: ProfilesDep,
     stats: StatsDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> JourneysPage:
     """The user's runs, newest first: where each went, step by step, and how it ended."""
-    await _profile(profiles, user_id)
+    await known_profile(profiles, user_id)
     page = await stats.user_journeys(
-        UserJourneysInput(user_id=user_id, limit=limit, after=_decode(cursor))
+        UserJourneysInput(user_id=user_id, limit=limit, after=decode_cursor(cursor, RunPosition))
     )
     runs = [run for run in page.runs if principal.sees(run.business_line)]
-    return JourneysPage(items=runs, next_cursor=_encode(page.next))
-
-
-async def _stored_profile(profiles: ProfileActivities, user_id: str) -> UserProfile | None:
-    (profile,) = (await profiles.profile_context(ProfileContextInput(user_ids=[user_id]))).profiles
-    return profile
-
-
-async def _profile(profiles: ProfileActivities, user_id: str) -> UserProfile:
-    (profile,) = (await profiles.profile_context(ProfileContextInput(user_ids=[user_id]))).profiles
-    if profile is None:
-        raise not_found(f"no user {user_id}")
-    return profile
-
-
-def _encode(position: RunPosition | None) -> str | None:
-    if position is None:
-        return None
-    return base64.urlsafe_b64encode(position.model_dump_json().encode()).decode()
-
-
-def _decode(cursor: str | None) -> RunPosition | None:
-    if cursor is None:
-        return None
-    try:
-        return RunPosition.model_validate_json(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValidationError, binascii.Error, ValueError):
-        raise ApiProblem(422, "invalid-request", "the cursor is not one this API gave") from None
+    return JourneysPage(items=runs, next_cursor=encode_cursor(page.next))
