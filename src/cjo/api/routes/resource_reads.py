@@ -8,10 +8,12 @@ hash or by its revision number (1, 2, 3, ...).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from functools import partial
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from cjo.api.auth import Viewer, visible
@@ -37,25 +39,47 @@ _SEGMENT_DOCUMENT: dict[str, Any] = {
 }
 
 
-_RESOURCE_EXAMPLE: dict[str, Any] = {
+_NAMED_EXAMPLE: dict[str, Any] = {
     "kind": "Segment",
     "business_line": "retail",
     "name": "big-savers",
+}
+_RESOURCE_EXAMPLE: dict[str, Any] = {
+    **_NAMED_EXAMPLE,
     "latest_version": "5b0e1c7d9a2f3e41",
     "revisions": 2,
     "created_at": "2026-11-20T08:00:00Z",
     "updated_at": "2026-11-20T08:00:00Z",
 }
+_NEWEST_EXAMPLE: dict[str, Any] = {
+    "version": "5b0e1c7d9a2f3e41",
+    "revision": 2,
+    "latest": True,
+    "created_by": "key_1a2b3c4d5e6f7a8b",
+    "created_at": "2026-11-20T08:00:00Z",
+}
+_FIRST_EXAMPLE: dict[str, Any] = {
+    "version": "1d2c3b4a5f6e7d80",
+    "revision": 1,
+    "latest": False,
+    "created_by": "key_1a2b3c4d5e6f7a8b",
+    "created_at": "2026-11-02T08:00:00Z",
+}
 
 
-class ResourceOut(BaseModel):
-    """A resource's head: its newest version and how many it has had."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [_RESOURCE_EXAMPLE]})
+class _Named(BaseModel):
+    """A resource's name: its kind, business line and name."""
 
     kind: str
     business_line: str
     name: str
+
+
+class ResourceOut(_Named):
+    """A resource's head: its newest version and how many it has had."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_RESOURCE_EXAMPLE]})
+
     latest_version: str
     revisions: int
     created_at: datetime | None
@@ -81,71 +105,42 @@ class VersionSummary(BaseModel):
     created_at: datetime | None
 
 
-class VersionsPage(BaseModel):
+class VersionsPage(_Named):
     """Newest first."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
-                    "kind": "Segment",
-                    "business_line": "retail",
-                    "name": "big-savers",
-                    "items": [
-                        {
-                            "version": "5b0e1c7d9a2f3e41",
-                            "revision": 2,
-                            "latest": True,
-                            "created_by": "key_1a2b3c4d5e6f7a8b",
-                            "created_at": "2026-11-20T08:00:00Z",
-                        },
-                        {
-                            "version": "1d2c3b4a5f6e7d80",
-                            "revision": 1,
-                            "latest": False,
-                            "created_by": "key_1a2b3c4d5e6f7a8b",
-                            "created_at": "2026-11-02T08:00:00Z",
-                        },
-                    ],
+                    **_NAMED_EXAMPLE,
+                    "items": [_NEWEST_EXAMPLE, _FIRST_EXAMPLE],
                     "next_cursor": None,
                 }
             ]
         }
     )
 
-    kind: str
-    business_line: str
-    name: str
     items: list[VersionSummary]
     next_cursor: str | None
 
 
-class VersionOut(BaseModel):
+class VersionOut(_Named):
     """One version: the normalised document, a journey's compiled Plan, the source text."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
-                    "kind": "Segment",
-                    "business_line": "retail",
-                    "name": "big-savers",
-                    "version": "5b0e1c7d9a2f3e41",
-                    "revision": 2,
-                    "latest": True,
+                    **_NAMED_EXAMPLE,
+                    **_NEWEST_EXAMPLE,
                     "document": _SEGMENT_DOCUMENT,
                     "plan": None,
                     "source": "apiVersion: cjo/v1\nkind: Segment\n...",
-                    "created_by": "key_1a2b3c4d5e6f7a8b",
-                    "created_at": "2026-11-20T08:00:00Z",
                 }
             ]
         }
     )
 
-    kind: str
-    business_line: str
-    name: str
     version: str
     revision: int
     latest: bool
@@ -161,7 +156,7 @@ class DiffSide(BaseModel):
     revision: int
 
 
-class DiffOut(BaseModel):
+class DiffOut(_Named):
     """`unified`: a unified diff of the two documents' canonical YAML; `changes`: each
     changed path, with the value before and after."""
 
@@ -169,9 +164,7 @@ class DiffOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "kind": "Segment",
-                    "business_line": "retail",
-                    "name": "big-savers",
+                    **_NAMED_EXAMPLE,
                     "from": {"version": "1d2c3b4a5f6e7d80", "revision": 1},
                     "to": {"version": "5b0e1c7d9a2f3e41", "revision": 2},
                     "unified": "--- big-savers@1\n+++ big-savers@2\n@@ -7,7 +7,7 @@\n"
@@ -190,9 +183,6 @@ class DiffOut(BaseModel):
         populate_by_name=True,
     )
 
-    kind: str
-    business_line: str
-    name: str
     # `from` is a keyword in Python: the field is `from_`, its JSON name `from`.
     from_: DiffSide = Field(alias="from")
     to: DiffSide
@@ -241,59 +231,53 @@ async def list_resources(
     )
 
 
-@router.get("/{kind}/{name}", responses=_READ_PROBLEMS, summary="Get a resource's newest version")
-async def get_resource(
+Head = Callable[[], Awaitable[Resource]]
+
+
+def _head_named(
     kind: KindPath,
     name: NamePath,
     principal: Viewer,
     resources: ResourcesDep,
     business_line: LineQuery = None,
-) -> VersionOut:
+) -> Head:
+    """How to find the head of the resource the path names, as the caller may see it: the
+    route looks once its own parameters are valid (a bad one is a 422 before any 404)."""
+    return partial(resource_head, resources, principal, kind, name, business_line)
+
+
+HeadDep = Annotated[Head, Depends(_head_named)]
+
+
+@router.get("/{kind}/{name}", responses=_READ_PROBLEMS, summary="Get a resource's newest version")
+async def get_resource(find_head: HeadDep, resources: ResourcesDep) -> VersionOut:
     """The newest version of a resource."""
-    head = await resource_head(resources, principal, kind, name, business_line)
-    found = await resources.get(kind, head.business_line, name, head.latest_version)
-    if found is None:
-        raise not_found(f"no {kind} {name}")
-    return _version_out(found, head)
+    head = await find_head()
+    return _version_out(VersionOut, await _newest(resources, head), head)
 
 
 @router.get(
     "/{kind}/{name}/versions", responses=_READ_PROBLEMS, summary="List a resource's versions"
 )
 async def list_versions(
-    kind: KindPath,
-    name: NamePath,
-    principal: Viewer,
-    resources: ResourcesDep,
-    business_line: LineQuery = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    find_head: HeadDep, resources: ResourcesDep, limit: Limit = 50, cursor: Cursor = None
 ) -> VersionsPage:
     """Every version of a resource, newest first."""
-    head = await resource_head(resources, principal, kind, name, business_line)
+    head = await find_head()
     after = decode_cursor(cursor, _VersionPosition)
     rows = await resources.version_page(
-        kind,
+        head.kind,
         head.business_line,
-        name,
+        head.name,
         before_revision=after.revision if after else None,
         limit=limit + 1,
     )
     page, more = rows[:limit], len(rows) > limit
     return VersionsPage(
-        kind=kind,
+        kind=head.kind,
         business_line=head.business_line,
-        name=name,
-        items=[
-            VersionSummary(
-                version=row.version,
-                revision=row.revision,
-                latest=row.version == head.latest_version,
-                created_by=row.created_by,
-                created_at=row.created_at,
-            )
-            for row in page
-        ],
+        name=head.name,
+        items=[_version_out(VersionSummary, row, head) for row in page],
         next_cursor=encode_cursor(_VersionPosition(revision=page[-1].revision) if more else None),
     )
 
@@ -304,25 +288,18 @@ async def list_versions(
     summary="Get one version of a resource",
 )
 async def get_version(
-    kind: KindPath,
-    name: NamePath,
-    version: VersionRef,
-    principal: Viewer,
-    resources: ResourcesDep,
-    business_line: LineQuery = None,
+    find_head: HeadDep, version: VersionRef, resources: ResourcesDep
 ) -> VersionOut:
     """One version of a resource, by content hash or revision number."""
-    head = await resource_head(resources, principal, kind, name, business_line)
-    return _version_out(await _version(resources, head, version), head)
+    head = await find_head()
+    return _version_out(VersionOut, await _version(resources, head, version), head)
 
 
 @router.get(
     "/{kind}/{name}/diff", responses=_READ_PROBLEMS, summary="Diff two versions of a resource"
 )
 async def diff_versions(
-    kind: KindPath,
-    name: NamePath,
-    principal: Viewer,
+    find_head: HeadDep,
     resources: ResourcesDep,
     from_: Annotated[
         str,
@@ -332,26 +309,32 @@ async def diff_versions(
         str | None,
         Query(min_length=1, max_length=32, description="hash or revision; default: newest"),
     ] = None,
-    business_line: LineQuery = None,
 ) -> DiffOut:
     """What changed from one version to another: a unified diff of their canonical YAML
     and the list of changed paths."""
-    head = await resource_head(resources, principal, kind, name, business_line)
+    head = await find_head()
     before = await _version(resources, head, from_)
-    after = await _version(resources, head, to or head.latest_version)
+    after = await _version(resources, head, to) if to else await _newest(resources, head)
 
     def label(row: ResourceVersion) -> str:
-        return f"{name}@{row.revision} ({row.version})"
+        return f"{head.name}@{row.revision} ({row.version})"
 
     return DiffOut(
-        kind=kind,
+        kind=head.kind,
         business_line=head.business_line,
-        name=name,
+        name=head.name,
         from_=DiffSide(version=before.version, revision=before.revision),
         to=DiffSide(version=after.version, revision=after.revision),
         unified=unified_diff(before.document, after.document, label(before), label(after)),
         changes=changed_paths(before.document, after.document),
     )
+
+
+async def _newest(resources: ResourceActivities, head: Resource) -> ResourceVersion:
+    found = await resources.get(head.kind, head.business_line, head.name, head.latest_version)
+    if found is None:
+        raise not_found(f"no {head.kind} {head.name}")
+    return found
 
 
 async def _version(resources: ResourceActivities, head: Resource, ref: str) -> ResourceVersion:
@@ -365,17 +348,8 @@ async def _version(resources: ResourceActivities, head: Resource, ref: str) -> R
     return found
 
 
-def _version_out(row: ResourceVersion, head: Resource) -> VersionOut:
-    return VersionOut(
-        kind=row.kind,
-        business_line=row.business_line,
-        name=row.name,
-        version=row.version,
-        revision=row.revision,
-        latest=row.version == head.latest_version,
-        document=row.document,
-        plan=row.plan,
-        source=row.source,
-        created_by=row.created_by,
-        created_at=row.created_at,
-    )
+Out = TypeVar("Out", VersionOut, VersionSummary)
+
+
+def _version_out(model: type[Out], row: ResourceVersion, head: Resource) -> Out:
+    return model.model_validate({**row.model_dump(), "latest": row.version == head.latest_version})
