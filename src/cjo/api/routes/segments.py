@@ -27,41 +27,39 @@ router = APIRouter(prefix="/v1/segments", tags=["segments"])
 SegmentName = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-class SegmentCountOut(BaseModel):
-    """Members of the segment's newest version at `at`."""
+_ABOUT_EXAMPLE: dict[str, Any] = {
+    "segment": "dormant-savers",
+    "business_line": "retail",
+    "version": "5b0e1c7d9a2f3e41",
+    "at": "2026-11-26T09:00:00Z",
+}
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "segment": "dormant-savers",
-                    "business_line": "retail",
-                    "version": "5b0e1c7d9a2f3e41",
-                    "at": "2026-11-26T09:00:00Z",
-                    "count": 152340,
-                }
-            ]
-        }
-    )
+
+class _SegmentAt(BaseModel):
+    """Which segment (its newest version), and when it was evaluated."""
 
     segment: str
     business_line: str
     version: str
     at: datetime
+
+
+class SegmentCountOut(_SegmentAt):
+    """Members of the segment's newest version at `at`."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{**_ABOUT_EXAMPLE, "count": 152340}]})
+
     count: int
 
 
-class SegmentSampleOut(BaseModel):
+class SegmentSampleOut(_SegmentAt):
     """A spread of members (not the first by id); names, phones and emails are masked."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
-                    "segment": "dormant-savers",
-                    "business_line": "retail",
-                    "version": "5b0e1c7d9a2f3e41",
-                    "at": "2026-11-26T09:00:00Z",
+                    **_ABOUT_EXAMPLE,
                     "members": [
                         {
                             "id": "u-10293",
@@ -77,10 +75,6 @@ class SegmentSampleOut(BaseModel):
         }
     )
 
-    segment: str
-    business_line: str
-    version: str
-    at: datetime
     members: list[SampledMember]
 
 
