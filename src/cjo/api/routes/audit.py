@@ -11,23 +11,17 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from cjo.api.auth import Admin
 from cjo.api.deps import SessionsDep
 from cjo.api.problems import ApiProblem, problem_responses
-from cjo.control.audit_trail import AuditQueryInput, AuditTrail
+from cjo.control.audit_trail import AuditQueryInput, AuditRow, AuditTrail
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-class AuditEntryOut(BaseModel):
+class AuditEntryOut(AuditRow):
+    """One mutating call: who, as what, on which line, did what to what, and the answer."""
+
+    # Stored rows have all three.
     id: int
     at: datetime
-    actor: str
-    role: str
-    business_line: str | None
-    action: str
-    target: str
-    request_id: str | None
-    status: int | None
-    before_hash: str | None
-    after_hash: str | None
     detail: dict[str, Any]
 
 
