@@ -16,7 +16,7 @@ from sqlalchemy import text
 from cjo.activities.benefits.grants import BenefitActivities
 from cjo.dsl import BenefitSpec
 from cjo.steps.contracts import GrantBenefitInput, GrantRequest
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, reading
 from tests.api.conftest import ApiClients
 from tests.api.support import count, problem, publish
 
@@ -62,8 +62,7 @@ async def grant(
 
 
 async def redeemed_at(sessions: SessionFactory, grant_id: str) -> Any:
-    async with sessions() as session:
-        connection = await session.connection()
+    async with reading(sessions) as connection:
         found = await connection.execute(
             text("SELECT redeemed_at FROM grants WHERE id = :id"), {"id": grant_id}
         )
