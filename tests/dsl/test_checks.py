@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from textwrap import dedent, indent
 
+import pytest
 from pydantic import BaseModel, ConfigDict
 
 from cjo.dsl import ActivityDeclaration, InMemoryLookup, ValidationResult, validate
+from cjo.runtime.channels import BY_NAME, CHANNEL_NAMES
 from tests.dsl.test_diagnostics import codes, expect
 
 HEADER = """\
@@ -132,3 +134,20 @@ def test_one_mistake_gets_one_clear_message() -> None:
     assert channel.message.startswith("'fax' is not one of: sms, email")
     steps = expect(result, "E110", 9, 10, "spec.steps")
     assert steps.message == "needs at least 1 item"
+
+
+@pytest.mark.parametrize("channel", CHANNEL_NAMES)
+def test_the_opt_out_rule_follows_the_channel_list(channel: str) -> None:
+    """E231 for a marketing template without opt-out text, exactly on the channels the
+    channel list marks `opt_out`."""
+    bundle = f"""\
+apiVersion: cjo/v1
+kind: Template
+metadata: {{name: hello}}
+spec:
+  channel: {channel}
+  content:
+    zh-CN: {{subject: 你好, body: "你好"}}
+"""
+    codes = [d.code for d in validate(bundle).diagnostics]
+    assert ("E231" in codes) is BY_NAME[channel].opt_out

@@ -16,7 +16,7 @@ from cjo.dsl._cel import (
     steps_referenced,
 )
 from cjo.dsl._check_graph import check_graph
-from cjo.dsl._check_resources import locales_without_opt_out, opt_out_pattern
+from cjo.dsl._check_resources import locales_without_opt_out, opt_out_pattern, shown_channel
 from cjo.dsl._diagnostics import did_you_mean
 from cjo.dsl._documents import JourneyDocument
 from cjo.dsl._journey import (
@@ -34,6 +34,7 @@ from cjo.dsl._journey import (
 from cjo.dsl._loader import Document, Path, value_at
 from cjo.dsl._templates import check_template, static_problems
 from cjo.dsl._types import EVENT_PATTERN
+from cjo.runtime.channels import OPT_OUT_CHANNELS
 
 STEPS: Path = ("spec", "steps")
 
@@ -300,14 +301,14 @@ def _check_send(
                     )
         # A marketing template is checked where it is defined; a service template sent
         # as marketing is only wrong here, where the two meet.
-        if step.marketing and channel == "sms" and not template.marketing:
+        if step.marketing and channel in OPT_OUT_CHANNELS and not template.marketing:
             missing = locales_without_opt_out(template, opt_out_pattern(bundle, line))
             if missing:
                 bundle.report(
                     doc,
                     path,
                     "E231",
-                    f"this marketing SMS uses service template '{name}', whose "
-                    f"{', '.join(missing)} text has no opt-out instruction; set "
+                    f"this marketing {shown_channel(channel)} uses service template "
+                    f"'{name}', whose {', '.join(missing)} text has no opt-out instruction; set "
                     "'marketing: false' on the step or add one",
                 )

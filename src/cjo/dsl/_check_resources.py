@@ -31,6 +31,7 @@ from cjo.dsl._resources import (
 )
 from cjo.dsl._templates import link_problems, syntax_problems
 from cjo.dsl._types import LIFECYCLE_STAGES
+from cjo.runtime.channels import OPT_OUT_CHANNELS
 
 DATE_FIELDS = frozenset({"birthday", "created_at"})
 BUILT_IN_FIELDS = frozenset(
@@ -202,14 +203,15 @@ def check_template_document(bundle: Bundle, entry: Entry) -> None:
                     "E230",
                     f"template {locale} {part} has an untrackable link{where}: {problem.message}",
                 )
-    if spec.channel == "sms" and spec.marketing:
+    if spec.channel in OPT_OUT_CHANNELS and spec.marketing:
         pattern = opt_out_pattern(bundle, entry.model.business_line)
         for locale in locales_without_opt_out(spec, pattern):
             bundle.report(
                 entry.source,
                 ("spec", "content", locale, "body"),
                 "E231",
-                f"marketing SMS ({locale}) has no opt-out instruction matching '{pattern}'",
+                f"marketing {shown_channel(spec.channel)} ({locale}) has no opt-out instruction "
+                f"matching '{pattern}'",
             )
 
 
@@ -222,3 +224,8 @@ def check_contact_policy(bundle: Bundle, entry: Entry) -> None:
             "E110",
             "a business line has one ContactPolicy and it is named 'default'",
         )
+
+
+def shown_channel(channel: str) -> str:
+    """A channel as a message names it: "SMS", else its name."""
+    return "SMS" if channel == "sms" else f"'{channel}' message"

@@ -25,6 +25,7 @@ from cjo.activities.messaging._contact_rules import (
     address_of,
     choose_locale,
     lacks_opt_out,
+    needs_opt_out,
     over_cap,
     quiet_until,
     render_content,
@@ -227,10 +228,8 @@ def _decide(
             "messaging.render_error", key=request.key, template=template.name, error=exc.message
         )
         return _row(request, channel, template, reason="render_error")
-    if (
-        request.marketing
-        and channel == "sms"
-        and lacks_opt_out(rendered.body, request.policy.opt_out_pattern)
+    if needs_opt_out(channel, marketing=request.marketing) and lacks_opt_out(
+        rendered.body, request.policy.opt_out_pattern
     ):
         return _row(request, channel, template, reason="no_opt_out")
     return _row(

@@ -40,7 +40,7 @@ from cjo.steps.contracts import (
     UpdateProfilesResult,
 )
 from cjo.steps.run import Contract, Moment, Tag, UserId, UserProfile
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, transaction
 
 __all__ = [
     "BATCH_SIZE",
@@ -171,8 +171,7 @@ class ProfileActivities:
     @activity.defn(name="profiles.upsert")
     async def upsert_profiles(self, data: UpsertProfilesInput) -> UpsertProfilesResult:
         created = updated = 0
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             for batch in _batches(_fold_duplicates(data.profiles)):
                 rows = await connection.execute(_UPSERT, _upsert_params(batch, data.at))
                 flags = list(rows.scalars())
@@ -199,8 +198,7 @@ class ProfileActivities:
                         "at": change.at.isoformat(),
                     }
         rows = list(rows_by_channel.values())
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             found = await connection.execute(_SET_CONSENTS, {"rows": json.dumps(rows)})
         known: set[str] = set()
         written: set[tuple[str, str]] = set()
@@ -231,8 +229,7 @@ class ProfileActivities:
     async def ingest_events(self, data: IngestEventsInput) -> IngestEventsResult:
         """Store events once per sender's id: repeats, in this page or earlier, are refused."""
         accepted: set[str] = set()
-        async with self._sessions() as session, session.begin():
-            connection = await session.connection()
+        async with transaction(self._sessions) as connection:
             for batch in _batches(data.events):
                 rows = [event.model_dump(mode="json") for event in batch]
                 stored = await connection.execute(_INGEST, {"rows": json.dumps(rows)})
