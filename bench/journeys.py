@@ -48,7 +48,12 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 import cjo.store.schema  # noqa: F401  (registers every table)
 from cjo.activities.calls.catalog import default_registry
-from cjo.activities.people.profiles import ProfileActivities, ProfileInput, UpsertProfilesInput
+from cjo.activities.people.profiles import (
+    ProfileActivities,
+    ProfileContextInput,
+    ProfileInput,
+    UpsertProfilesInput,
+)
 from cjo.activities.runs.campaigns import CampaignActivities, SetCampaignStateInput
 from cjo.activities.runs.models import JourneyInput
 from cjo.activities.runs.routing import JOURNEY_WORKFLOW, workflow_id_for
@@ -248,14 +253,24 @@ Starter = Callable[[str], Awaitable[str]]  # user id -> workflow id
 def cjo_starter(bench: Bench, worker: WorkerProcess, journey: str) -> Starter:
     plan, campaign_id = bench.plans[journey], bench.campaigns[journey]
     trigger = plan.trigger.event or journey
+    profiles = ProfileActivities(bench.sessions)
 
     async def start(user_id: str) -> str:
-        # As RoutingActivities._enter does it: signal-with-start, the trigger as the signal.
+        # As RoutingActivities._enter does it: the profile it read for the trigger's
+        # `where` goes with the run, and signal-with-start, the trigger as the signal.
+        loaded = await profiles.profile_context(ProfileContextInput(user_ids=[user_id]))
+        bench.queries += TRANSACTIONS_PER_SESSION  # the router's read, not the worker's
         event = JourneyEvent(id=f"bench/{user_id}", name=trigger, ts=datetime.now(UTC))
         workflow_id = workflow_id_for(plan, user_id, None)
         await bench.client.start_workflow(
             JOURNEY_WORKFLOW,
-            JourneyInput(plan=plan, user_id=user_id, trigger=event, campaign_id=campaign_id),
+            JourneyInput(
+                plan=plan,
+                user_id=user_id,
+                trigger=event,
+                profile=loaded.profiles[0],
+                campaign_id=campaign_id,
+            ),
             id=workflow_id,
             task_queue=worker.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -58,6 +58,7 @@ from tests.workflows.support import (
     add_customer,
     approved,
     morning,
+    profile_of,
     publish,
     signal_event,
     start,
@@ -68,7 +69,7 @@ HISTORY_ROOT = REPO / "tests" / "workflows" / "histories"
 # One folder per generation of the interpreter's commands: a change behind
 # `workflow.patched(...)` starts a new generation, and the old ones stay to be replayed,
 # since runs recorded by them may still be running somewhere.
-CURRENT_GENERATION = "v1-records-in-step-activities"
+CURRENT_GENERATION = "v2-entry-with-first-write"
 HISTORIES = HISTORY_ROOT / CURRENT_GENERATION
 MANIFEST_NAME = "manifest.json"
 MANIFEST = HISTORIES / MANIFEST_NAME
@@ -179,6 +180,8 @@ class Recorder:
             found.add("continued_from_state")
         if in_holdout(data.plan, data.user_id):
             found.add("holdout")
+        if data.state is None and data.profile is not None:
+            found.add("entered_with_first_write")
         found.update(also)
         HISTORIES.mkdir(parents=True, exist_ok=True)
         target = HISTORIES / f"{name}.json"
@@ -267,6 +270,22 @@ class Scene:
 
 # Scenarios ---------------------------------------------------------------------------
 
+
+async def _start(
+    scene: Scene,
+    plan: Plan,
+    user_id: str,
+    trigger: str,
+    props: dict[str, Any] | None = None,
+    **options: Any,
+) -> WorkflowHandle[JourneyWorkflow, JourneyOutcome]:
+    """Start a run as the router does: with the profile it read for the trigger's `where`."""
+    profile = await profile_of(scene.sessions, user_id)
+    return await start(
+        scene.client, scene.task_queue, plan, user_id, trigger, props, profile=profile, **options
+    )
+
+
 CARD = {"tier": "gold", "card_id": "c-1", "card_last4": "4321", "tier_name": "金卡"}
 FUND_ORDER = {
     "amount": 5000,
@@ -307,7 +326,7 @@ async def every_step(scene: Scene) -> None:
     far_future = datetime.fromisoformat(far_step.params.until_timestamp)
     # Past that moment the wait would end at once and record no timer: move it later.
     assert far_future > await scene.env.get_current_time() + timedelta(days=30)
-    handle = await start(scene.client, scene.task_queue, plan, "u-every", "replay_started")
+    handle = await _start(scene, plan, "u-every", "replay_started")
     await scene.env.sleep(timedelta(hours=10))  # past 08:00, when quiet hours end
     await reach(handle, "await_click")
     await signal_event(handle, "purchase")  # the goal, without exit
@@ -331,7 +350,7 @@ async def risk_reject(scene: Scene) -> None:
                 "VALUES ('credit-card', 'blocklist', '13900000009') ON CONFLICT DO NOTHING"
             )
         )
-    handle = await start(scene.client, scene.task_queue, plan, "u-reject", "card_issued", CARD)
+    handle = await _start(scene, plan, "u-reject", "card_issued", CARD)
     outcome = await handle.result()
     assert outcome.end_reason == "rejected" and outcome.path == ["risk_check"]
     await scene.recorder.save("risk_reject", "examples/card_activation.yaml", handle)
@@ -342,7 +361,7 @@ async def exit_event(scene: Scene) -> None:
     plan = await publish(scene.sessions, "card_activation.yaml")
     await morning(scene.env)
     await add_customer(scene.sessions, "u-exit")
-    handle = await start(scene.client, scene.task_queue, plan, "u-exit", "card_issued", CARD)
+    handle = await _start(scene, plan, "u-exit", "card_issued", CARD)
     await reach(handle, "await_activation")
     await scene.env.sleep(timedelta(hours=30))
     await signal_event(handle, "card_cancelled", {"card_id": "other"})
@@ -359,9 +378,7 @@ async def _awaiting_payment(scene: Scene, user_id: str) -> WorkflowHandle[Any, J
     plan = await publish(scene.sessions, Path(FUND_PURCHASE).name)
     await morning(scene.env)
     await add_customer(scene.sessions, user_id)
-    handle = await start(
-        scene.client, scene.task_queue, plan, user_id, "fund_order_started", FUND_ORDER, key="o-1"
-    )
+    handle = await _start(scene, plan, user_id, "fund_order_started", FUND_ORDER, key="o-1")
     await reach(handle, "await_payment")
     return handle
 
@@ -391,7 +408,7 @@ async def holdout(scene: Scene) -> None:
     user = next(f"u-holdout-{n}" for n in range(1000) if in_holdout(plan, f"u-holdout-{n}"))
     await morning(scene.env)
     await add_customer(scene.sessions, user, lifecycle="dormant", attrs={"aum": 80000})
-    handle = await start(scene.client, scene.task_queue, plan, user, "audience")
+    handle = await _start(scene, plan, user, "audience")
     await listening(handle)
     await signal_event(handle, "deposit", {"amount": 5000})
     outcome = await handle.result()
@@ -414,9 +431,7 @@ async def paused(scene: Scene) -> None:
 
     await approved(campaigns, campaign.id)
     await move("running")
-    handle = await start(
-        scene.client, scene.task_queue, plan, "u-paused", "paused_started", campaign_id=campaign.id
-    )
+    handle = await _start(scene, plan, "u-paused", "paused_started", campaign_id=campaign.id)
     await reach(handle, "later")
     await move("paused")
     await scene.env.sleep(timedelta(hours=3))
@@ -458,7 +473,7 @@ async def continue_as_new(recorder: Recorder) -> None:
     async with env, _worker(env, recorder) as scene:
         plan = await publish(scene.sessions, str(REPO / CONTINUE_CHAIN))
         await add_customer(scene.sessions, "u-continue")
-        handle = await start(scene.client, scene.task_queue, plan, "u-continue", "replay_started")
+        handle = await _start(scene, plan, "u-continue", "replay_started")
         outcome = await handle.result()
         assert outcome.path == ["first_mark", "second_mark"]
         run_id: str | None = handle.first_execution_run_id

@@ -15,6 +15,7 @@ from cjo.activities.calls.catalog import default_registry
 from cjo.activities.people.profiles import (
     ConsentChange,
     ProfileActivities,
+    ProfileContextInput,
     ProfileInput,
     SetConsentsInput,
     UpsertProfilesInput,
@@ -23,7 +24,7 @@ from cjo.activities.runs.campaigns import CampaignActivities
 from cjo.activities.runs.models import JourneyInput, JourneyOutcome
 from cjo.control.resources import ResourceActivities
 from cjo.dsl import Plan
-from cjo.steps.run import JourneyEvent
+from cjo.steps.run import JourneyEvent, UserProfile
 from cjo.store.db import SessionFactory
 from cjo.workflows.campaign import (
     CampaignInput,
@@ -84,6 +85,16 @@ async def morning(env: WorkflowEnvironment, at: str = "10:00", zone: str = "Asia
     await env.sleep(target - local)
 
 
+async def profile_of(sessions: SessionFactory, user_id: str) -> UserProfile:
+    """The profile as the router reads it before it starts a run."""
+    loaded = await ProfileActivities(sessions).profile_context(
+        ProfileContextInput(user_ids=[user_id])
+    )
+    found = loaded.profiles[0]
+    assert found is not None, f"no profile {user_id}"
+    return found
+
+
 def workflow_id(plan: Plan, user_id: str, key: str | None = None) -> str:
     base = f"journey/{plan.journey.business_line}/{plan.journey.name}/{user_id}"
     return f"{base}/{key}" if key else base
@@ -99,7 +110,10 @@ async def start(
     *,
     key: str | None = None,
     campaign_id: str | None = None,
+    profile: UserProfile | None = None,
 ) -> WorkflowHandle[JourneyWorkflow, JourneyOutcome]:
+    """Start a run as the router does when `profile` is given (it read the profile to test
+    the trigger's `where`), else as older starters did: the run loads it itself."""
     now = datetime.now(UTC)
     return await client.start_workflow(
         JourneyWorkflow.run,
@@ -107,6 +121,7 @@ async def start(
             plan=plan,
             user_id=user_id,
             trigger=JourneyEvent(name=trigger, props=props or {}, ts=now),
+            profile=profile,
             entry_key=key,
             campaign_id=campaign_id,
         ),

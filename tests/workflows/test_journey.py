@@ -5,12 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from cjo.store.db import SessionFactory
-from tests.workflows.support import add_customer, morning, publish, signal_event, start
+from tests.workflows.support import (
+    add_customer,
+    morning,
+    profile_of,
+    publish,
+    signal_event,
+    start,
+)
 
 CARD = {"tier": "gold", "card_id": "c-1", "card_last4": "4321", "tier_name": "金卡"}
 
@@ -175,3 +183,82 @@ async def test_a_risk_list_key_sees_earlier_steps_the_journey_and_the_trigger(
     # The same customer again (the split is theirs for good), now with a listed key.
     listed = await start(client, task_queue, plan, "u5", "applied", {"ref": "r2"})
     assert (await listed.result()).end_reason == "rejected"
+
+
+async def test_a_run_started_with_its_profile_enters_with_its_first_write(
+    env: WorkflowEnvironment, client: Client, task_queue: str, sessions: SessionFactory
+) -> None:
+    """As the router starts runs: the profile comes with the trigger, so the run calls no
+    `journeys.enter`; the send step's activity creates the enrolment with its records."""
+    plan = await publish(sessions, "card_activation.yaml")
+    await morning(env)
+    await add_customer(sessions, "u7")
+    profile = await profile_of(sessions, "u7")
+    handle = await start(
+        client, task_queue, plan, "u7", "card_issued", CARD, key="c-1", profile=profile
+    )
+    await env.sleep(timedelta(days=1))
+    await signal_event(handle, "card_activated", {"card_id": "c-1"})
+    outcome = await handle.result()
+    assert outcome.path == [
+        "risk_check",
+        "welcome_sms",
+        "await_activation",
+        "cashback",
+        "cashback_notice",
+    ]
+    assert "journeys.enter" not in (await handle.fetch_history()).to_json()
+    (enrolment,) = await _rows(
+        sessions,
+        "SELECT workflow_id, plan_version, entry_key, holdout, status, end_reason,"
+        " entered_at IS NOT NULL, converted_at IS NOT NULL FROM enrolments",
+    )
+    assert enrolment == (handle.id, plan.version, "c-1", False, "ended", "completed", True, True)
+    steps = await _rows(sessions, "SELECT step_id, outcome FROM step_log ORDER BY id")
+    assert [step for step, _ in steps] == outcome.path
+
+
+FIRST_WRITES = """\
+apiVersion: cjo/v1
+kind: Journey
+metadata: {{name: first-writes, businessLine: retail}}
+spec:
+  form: user
+  trigger: {{event: joined}}
+  steps:
+{steps}
+"""
+
+
+@pytest.mark.parametrize(
+    ("steps", "at_first_write"),
+    [
+        # A wait writes where the user is before it sleeps: that write enters the run.
+        ("    - {id: rest, type: wait, duration: 1h}\n    - {id: bye, type: end}", "rest"),
+        # Nothing but the end: the run's last write (finish) enters and closes it.
+        ("    - {id: bye, type: end}", None),
+    ],
+    ids=["flush", "finish"],
+)
+async def test_whichever_write_comes_first_enters_the_run(
+    env: WorkflowEnvironment,
+    client: Client,
+    task_queue: str,
+    sessions: SessionFactory,
+    tmp_path: Path,
+    steps: str,
+    at_first_write: str | None,
+) -> None:
+    bundle = tmp_path / "first_writes.yaml"
+    bundle.write_text(FIRST_WRITES.format(steps=steps), encoding="utf-8")
+    plan = await publish(sessions, str(bundle))
+    await add_customer(sessions, "u8")
+    profile = await profile_of(sessions, "u8")
+    handle = await start(client, task_queue, plan, "u8", "joined", profile=profile)
+    if at_first_write is not None:
+        await env.sleep(timedelta(minutes=30))
+        position = await _rows(sessions, "SELECT status, current_step FROM enrolments")
+        assert position == [("active", at_first_write)]
+    assert (await handle.result()).end_reason == "completed"
+    ended = await _rows(sessions, "SELECT status, end_reason, user_id FROM enrolments")
+    assert ended == [("ended", "completed", "u8")]

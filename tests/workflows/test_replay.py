@@ -79,10 +79,15 @@ REQUIRED_FEATURES = {
     "end_reason:rejected",
     "end_reason:stopped",
 }
-# Shapes only the current generation records (older ones predate them).
-CURRENT_ONLY = {
-    "campaign:held",  # a send held by a paused campaign, released by resume
-    "ended_by_step_activity",  # the last step's activity closed the run: no finish call
+# Shapes a generation brought: it and every later one must record them.
+INTRODUCED = {
+    "v1-records-in-step-activities": {
+        "campaign:held",  # a send held by a paused campaign, released by resume
+        "ended_by_step_activity",  # the last step's activity closed the run: no finish call
+    },
+    "v2-entry-with-first-write": {
+        "entered_with_first_write",  # started with its profile: no journeys.enter
+    },
 }
 
 
@@ -139,7 +144,8 @@ def test_each_generation_runs_every_step_type(generation: str) -> None:
 def test_each_generation_covers_the_features_that_shape_commands(generation: str) -> None:
     entries = RECORDED[generation].values()
     exercised: set[str] = set().union(*(set(entry["features"]) for entry in entries))
-    required = REQUIRED_FEATURES | (CURRENT_ONLY if generation == CURRENT_GENERATION else set())
+    brought = [shapes for since, shapes in INTRODUCED.items() if since <= generation]
+    required = REQUIRED_FEATURES.union(*brought)
     assert required - exercised == set()
 
 

@@ -235,7 +235,9 @@ async def _simulate_on(
     async with build_worker(environment.client, sessions, task_queue=queue):
         handle = await environment.client.start_workflow(
             JourneyWorkflow.run,
-            JourneyInput(plan=plan, user_id=user_id, trigger=trigger, entry_key=key),
+            JourneyInput(
+                plan=plan, user_id=user_id, trigger=trigger, profile=profile, entry_key=key
+            ),
             id=workflow_id,
             task_queue=queue,
         )

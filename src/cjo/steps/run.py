@@ -185,6 +185,19 @@ class StepRecord(Contract):
         )
 
 
+class RunEntry(Contract):
+    """How a run began, for its enrolment: written with the run's first records."""
+
+    workflow_id: str
+    campaign_id: str | None = None
+    business_line: str
+    journey: str
+    plan_version: str
+    entry_key: str | None = None
+    holdout: bool = False
+    entered_at: datetime
+
+
 class RunRecords(Contract):
     """What a step activity writes for the run besides its effect.
 
@@ -201,3 +214,5 @@ class RunRecords(Contract):
     # When the outcome leads to the end and nothing else is left to wait for, the activity
     # also closes the enrolment with this reason, and the run needs no `journeys.finish`.
     end_reason: str | None = None
+    # Set until the run's enrolment is written: the first write creates it.
+    entry: RunEntry | None = None

@@ -57,7 +57,14 @@ with workflow.unsafe.imports_passed_through():
         UpdateProfilesInput,
     )
     from cjo.steps.rules import in_holdout
-    from cjo.steps.run import EndReason, JourneyEvent, RunRecords, StepRecord, StepResult
+    from cjo.steps.run import (
+        EndReason,
+        JourneyEvent,
+        RunEntry,
+        RunRecords,
+        StepRecord,
+        StepResult,
+    )
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -77,6 +84,10 @@ PAUSE_RECHECK_MAX = timedelta(hours=1)
 # and write the run's records in their own transaction, instead of a local activity for
 # each (two fewer per send or grant, one fewer per wait that follows one).
 RECORDS_IN_STEP_ACTIVITIES = "records-in-step-activities"
+# Runs started with their profile (the router read it already, to test the trigger's
+# `where`) skip `journeys.enter`: their first write, whichever it is, creates the
+# enrolment. One local activity and one activation fewer per run.
+ENTRY_WITH_FIRST_WRITE = "entry-with-first-write"
 
 
 class _Leave(Exception):
@@ -108,6 +119,8 @@ class JourneyWorkflow:
         # outcome the last; and the reason it did close it with (no `journeys.finish` then).
         self._ending_with_step: EndReason | None = None
         self._ended_as: EndReason | None = None
+        # With ENTRY_WITH_FIRST_WRITE: the run's entry, until a write has created its enrolment.
+        self._entry: RunEntry | None = None
         self._input: JourneyInput | None = data
         info = workflow.info()
         self._state: RunState | None = data.state or RunState(
@@ -175,35 +188,16 @@ class JourneyWorkflow:
 
     @workflow.run
     async def run(self, data: JourneyInput) -> JourneyOutcome:
-        plan = data.plan
-        info = workflow.info()
-        state = self._require()[0]
+        state, plan = self._require()
         self._records_in_steps = workflow.patched(RECORDS_IN_STEP_ACTIVITIES)
         if data.state is None:
-            run_key = state.run_key
-            entered = await workflow.execute_local_activity_method(
-                JourneyActivities.enter,
-                EnterJourneyInput(
-                    run_key=run_key,
-                    workflow_id=info.workflow_id,
-                    campaign_id=data.campaign_id,
-                    business_line=plan.journey.business_line,
-                    journey=plan.journey.name,
-                    plan_version=plan.version,
-                    user_id=data.user_id,
-                    entry_key=data.entry_key,
-                    holdout=state.holdout,
-                    at=workflow.now(),
-                ),
-                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-            )
-            state.profile = entered.profile
-            if entered.profile is None:
-                workflow.logger.warning("no profile for this user; the run cannot start")
-                return await self._finish("failed")
-            if entered.campaign_state == "stopped":
-                return await self._finish("stopped")
+            if data.profile is not None and workflow.patched(ENTRY_WITH_FIRST_WRITE):
+                state.profile = data.profile
+                self._entry = self._run_entry()
+            else:
+                failed_to_enter = await self._enter()
+                if failed_to_enter is not None:
+                    return await self._finish(failed_to_enter)
         try:
             if state.holdout:
                 await self._await_goal_window()
@@ -225,6 +219,50 @@ class JourneyWorkflow:
         goal_exits = plan.goal is not None and plan.goal.exit
         converted = state.converted_at is not None and goal_exits
         return await self._finish("converted" if converted else "completed")
+
+    async def _enter(self) -> EndReason | None:
+        """Record the entry and load the profile (`journeys.enter`), for runs started without
+        their profile; how the run ends at once, if it does."""
+        state = self._require()[0]
+        entry = self._run_entry()
+        entered = await workflow.execute_local_activity_method(
+            JourneyActivities.enter,
+            EnterJourneyInput(
+                run_key=state.run_key,
+                workflow_id=entry.workflow_id,
+                campaign_id=entry.campaign_id,
+                business_line=entry.business_line,
+                journey=entry.journey,
+                plan_version=entry.plan_version,
+                user_id=self._require_input().user_id,
+                entry_key=entry.entry_key,
+                holdout=entry.holdout,
+                at=entry.entered_at,
+            ),
+            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        state.profile = entered.profile
+        if entered.profile is None:
+            workflow.logger.warning("no profile for this user; the run cannot start")
+            return "failed"
+        if entered.campaign_state == "stopped":
+            return "stopped"
+        return None
+
+    def _run_entry(self) -> RunEntry:
+        state, plan = self._require()
+        data = self._require_input()
+        return RunEntry(
+            workflow_id=workflow.info().workflow_id,
+            campaign_id=data.campaign_id,
+            business_line=plan.journey.business_line,
+            journey=plan.journey.name,
+            plan_version=plan.version,
+            entry_key=data.entry_key,
+            holdout=state.holdout,
+            entered_at=workflow.now(),
+        )
 
     async def _walk(self) -> None:
         state, plan = self._require()
@@ -496,6 +534,7 @@ class JourneyWorkflow:
             variant=state.variant,
             converted_at=state.converted_at,
             end_reason=self._ending_with_step,
+            entry=self._entry,
         )
 
     def _written_by_step(
@@ -505,6 +544,7 @@ class JourneyWorkflow:
         if not self._records_in_steps:
             return
         self._require()[0].pending = []
+        self._entry = None
         self._recorded_key = key
         self._position_known = True
         if position is None:
@@ -638,6 +678,7 @@ class JourneyWorkflow:
             RecordStepsInput(
                 run_key=state.run_key,
                 user_id=self._require_input().user_id,
+                entry=self._entry,
                 records=state.pending,
                 current_step=current,
                 variant=state.variant,
@@ -648,6 +689,7 @@ class JourneyWorkflow:
             retry_policy=RETRY,
         )
         state.pending = []
+        self._entry = None
 
     async def _finish(self, reason: EndReason) -> JourneyOutcome:
         state = self._require()[0]
@@ -656,6 +698,7 @@ class JourneyWorkflow:
             FinishJourneyInput(
                 run_key=state.run_key,
                 user_id=self._require_input().user_id,
+                entry=self._entry,
                 records=state.pending,
                 end_reason=reason,
                 variant=state.variant,

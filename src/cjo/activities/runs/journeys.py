@@ -16,7 +16,7 @@ from temporalio import activity
 
 from cjo.activities.people.profiles import CONTEXT_SELECT
 from cjo.activities.runs.records import RunWrite, write_runs
-from cjo.steps.run import EndReason, RunRecords, StepRecord, UserProfile, utc
+from cjo.steps.run import EndReason, RunEntry, RunRecords, StepRecord, UserProfile, utc
 from cjo.store.db import SessionFactory, transaction
 from cjo.store.schema import Campaign
 
@@ -56,6 +56,7 @@ class EnterJourneyResult(_Model):
 class RecordStepsInput(_Model):
     run_key: str
     user_id: str
+    entry: RunEntry | None = None
     records: list[StepRecord] = Field(default_factory=list)
     current_step: str | None = None
     variant: str | None = None
@@ -66,6 +67,7 @@ class RecordStepsInput(_Model):
 class FinishJourneyInput(_Model):
     run_key: str
     user_id: str
+    entry: RunEntry | None = None
     records: list[StepRecord] = Field(default_factory=list)
     end_reason: EndReason
     variant: str | None = None
@@ -132,7 +134,12 @@ class JourneyActivities:
     @activity.defn(name="journeys.record")
     async def record(self, data: RecordStepsInput) -> None:
         """Write step records and where the user is now."""
-        run = RunRecords(run_key=data.run_key, variant=data.variant, converted_at=data.converted_at)
+        run = RunRecords(
+            run_key=data.run_key,
+            variant=data.variant,
+            converted_at=data.converted_at,
+            entry=data.entry,
+        )
         write = RunWrite(data.user_id, run, data.records, data.current_step, status=data.status)
         async with transaction(self._sessions) as connection:
             await write_runs(connection, [write])
@@ -140,7 +147,12 @@ class JourneyActivities:
     @activity.defn(name="journeys.finish")
     async def finish(self, data: FinishJourneyInput) -> None:
         """Write the last records and close the enrolment with its end reason."""
-        run = RunRecords(run_key=data.run_key, variant=data.variant, converted_at=data.converted_at)
+        run = RunRecords(
+            run_key=data.run_key,
+            variant=data.variant,
+            converted_at=data.converted_at,
+            entry=data.entry,
+        )
         write = RunWrite(
             data.user_id, run, data.records, None, at=data.at, end_reason=data.end_reason
         )

@@ -58,6 +58,9 @@ class JourneyInput(_Model):
     plan: Plan
     user_id: str
     trigger: JourneyEvent
+    # The user's profile as whoever started the run read it (the router does, to test the
+    # trigger's `where`): the run then needs no `journeys.enter`.
+    profile: UserProfile | None = None
     entry_key: str | None = None
     campaign_id: str | None = None
     state: RunState | None = None  # set only when continuing as new

@@ -81,20 +81,42 @@ def step_put_off(
 
 
 # The records and the enrolment's move in one statement: a run costs one round trip here.
-_RECORD_AND_MOVE = text(
+_LOG_RECORDS = (
     "WITH logged AS ("
     " INSERT INTO step_log (key, run_key, user_id, step_id, step_type, outcome, detail, at)"
     " SELECT r.key, :run, :user_id, r.step_id, r.step_type, r.outcome, r.detail, r.at"
     " FROM jsonb_to_recordset(CAST(:records AS jsonb)) AS r(key text, step_id text,"
     " step_type text, outcome text, detail jsonb, at timestamptz)"
     " ON CONFLICT (key) DO NOTHING)"
-    " UPDATE enrolments SET current_step = :step,"
-    " status = CASE WHEN CAST(:end_reason AS text) IS NULL THEN :status ELSE 'ended' END,"
+)
+_STATUS = "CASE WHEN CAST(:end_reason AS text) IS NULL THEN :status ELSE 'ended' END"
+_ENDED_AT = (
+    "CASE WHEN CAST(:end_reason AS text) IS NULL THEN NULL ELSE CAST(:at AS timestamptz) END"
+)
+_RECORD_AND_MOVE = text(
+    f"{_LOG_RECORDS}"
+    f" UPDATE enrolments SET current_step = :step, status = {_STATUS},"
     " end_reason = coalesce(CAST(:end_reason AS text), end_reason),"
-    " ended_at = CASE WHEN CAST(:end_reason AS text) IS NULL THEN ended_at ELSE :at END,"
+    f" ended_at = coalesce({_ENDED_AT}, ended_at),"
     " variant = coalesce(:variant, variant),"
     " converted_at = coalesce(converted_at, :converted)"
     " WHERE run_key = :run AND status <> 'ended'"
+)
+# A run's first write also enters it: the same move, as an insert when there is no row yet.
+_ENTER_RECORD_AND_MOVE = text(
+    f"{_LOG_RECORDS}"
+    " INSERT INTO enrolments AS e (run_key, workflow_id, campaign_id, business_line, journey,"
+    " plan_version, user_id, entry_key, holdout, entered_at, current_step, status,"
+    " end_reason, ended_at, variant, converted_at)"
+    " VALUES (:run, :workflow_id, :campaign_id, :business_line, :journey, :plan_version,"
+    f" :user_id, :entry_key, :holdout, :entered_at, :step, {_STATUS},"
+    f" CAST(:end_reason AS text), {_ENDED_AT}, :variant, :converted)"
+    " ON CONFLICT (run_key) DO UPDATE SET current_step = EXCLUDED.current_step,"
+    " status = EXCLUDED.status, end_reason = coalesce(EXCLUDED.end_reason, e.end_reason),"
+    " ended_at = coalesce(EXCLUDED.ended_at, e.ended_at),"
+    " variant = coalesce(EXCLUDED.variant, e.variant),"
+    " converted_at = coalesce(e.converted_at, EXCLUDED.converted_at)"
+    " WHERE e.status <> 'ended'"
 )
 
 
@@ -109,15 +131,20 @@ def holds_of(rows: Iterable[Any]) -> dict[str, Hold]:
 
 async def write_runs(connection: AsyncConnection, writes: Sequence[RunWrite]) -> None:
     """Insert each run's step records (a key already written stays as it was) and move its
-    enrolment: its current step, status, variant and conversion, or its end."""
-    if writes:
-        await connection.execute(_RECORD_AND_MOVE, [_move_params(write) for write in writes])
+    enrolment: its current step, status, variant and conversion, or its end; a run's first
+    write (its `entry` given) creates the enrolment."""
+    moves = [_move_params(write) for write in writes if write.run.entry is None]
+    entries = [_move_params(write) for write in writes if write.run.entry is not None]
+    if moves:
+        await connection.execute(_RECORD_AND_MOVE, moves)
+    if entries:
+        await connection.execute(_ENTER_RECORD_AND_MOVE, entries)
 
 
 def _move_params(write: RunWrite) -> dict[str, Any]:
     records = [record.model_dump(mode="json") for record in write.records]
     converted = write.run.converted_at
-    return {
+    params: dict[str, Any] = {
         "run": write.run.run_key,
         "user_id": write.user_id,
         "records": json.dumps(records),
@@ -128,3 +155,8 @@ def _move_params(write: RunWrite) -> dict[str, Any]:
         "variant": write.run.variant,
         "converted": utc(converted) if converted else None,
     }
+    entry = write.run.entry
+    if entry is not None:
+        params.update(entry.model_dump(exclude={"entered_at"}))
+        params["entered_at"] = utc(entry.entered_at)
+    return params

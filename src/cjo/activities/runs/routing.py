@@ -302,6 +302,7 @@ class RoutingActivities:
                 plan=plan,
                 user_id=event.user_id,
                 trigger=event.as_journey_event(),
+                profile=profile,
                 entry_key=key,
                 campaign_id=campaign.id,
             ),
