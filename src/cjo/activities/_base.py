@@ -35,20 +35,28 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def lock_keys(things: Iterable[Sequence[str]]) -> list[str]:
+    """The advisory-lock keys of logical things, for `LOCKED` (param `:lock_keys`)."""
+    return sorted({"\x1f".join(parts) for parts in things})
+
+
+# Transaction-scoped advisory locks on `:lock_keys`, all in one go, in one global order (by
+# their hashes), so transactions that lock overlapping sets cannot deadlock. A CTE, so a
+# statement that need not read after the locks can take them on its way.
+LOCKED = (
+    "locked AS (SELECT count(pg_advisory_xact_lock(h)) AS n FROM ("
+    " SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:lock_keys AS text[])) AS k"
+    " ORDER BY h) AS ordered)"
+)
+_LOCK = text(f"WITH {LOCKED} SELECT n FROM locked")
+
+
 async def lock(connection: AsyncConnection, things: Iterable[Sequence[str]]) -> None:
     """Serialise transactions on logical things (a user's caps, a user's benefit limit).
 
-    Transaction-scoped advisory locks, released at commit or rollback, never leaked; all of
-    them in one statement, taken in one global order (by their hashes), so transactions
-    that lock overlapping sets cannot deadlock.
+    The locks are released at commit or rollback, never leaked. What the transaction reads
+    after this statement sees every transaction that held a lock before it.
     """
-    keys = sorted({"\x1f".join(parts) for parts in things})
+    keys = lock_keys(things)
     if keys:
-        await connection.execute(_LOCK, {"keys": keys})
-
-
-_LOCK = text(
-    "SELECT count(pg_advisory_xact_lock(h)) FROM ("
-    " SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k"
-    " ORDER BY h) AS ordered"
-)
+        await connection.execute(_LOCK, {"lock_keys": keys})

@@ -7,6 +7,7 @@ lock on (business line, benefit, user).
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections import defaultdict
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from cjo.activities.benefits.models import Shortfall
 from cjo.dsl import BenefitSpec
 from cjo.dsl._types import duration_seconds
 from cjo.steps.contracts import GrantOutcome, GrantRequest, RefusalReason
-from cjo.store.schema import ActivityReceipt, Grant
+from cjo.store.schema import ActivityReceipt
 
 GRANT_ACTIVITY = "benefits.grant"
 # Numeric(20, 4) columns: round once here so the ledger and the grants always agree.
@@ -74,23 +75,19 @@ async def decide(
     """Grant or refuse each request, in order within each benefit; the caller holds the locks."""
     held = await _held_grants(connection, requests)
     outcomes: dict[str, GrantOutcome] = {}
-    granted: list[GrantRequest] = []
     # Every transaction takes ledger rows in this one order, so two batches cannot deadlock.
     ordered = sorted(requests, key=lambda r: (r.business_line, r.benefit))
     for _, same_benefit in groupby(ordered, key=lambda r: (r.business_line, r.benefit)):
         group = list(same_benefit)
         passed, refused = _screen(group, _Allowance(held))
         one_spec = len({r.spec for r in group}) == 1
-        if len(passed) > 1 and one_spec and not await _take(connection, passed):
-            # Counters only grow, so a total that fits means every request fitted in turn.
-            granted.extend(passed)
+        # Counters only grow, so a total that fits means every request fitted in turn.
+        together = await _grant(connection, passed) if len(passed) > 1 and one_spec else None
+        if isinstance(together, dict):
+            outcomes.update(together)
             outcomes.update(refused)
         else:
-            outcomes.update(await _one_by_one(connection, group, _Allowance(held), granted))
-    rows = [_grant_row(request) for request in granted]
-    if rows:
-        await connection.execute(pg_insert(Grant), rows)
-    outcomes.update({row["key"]: _granted(row) for row in rows})
+            outcomes.update(await _one_by_one(connection, group, _Allowance(held)))
     receipts = [
         {"key": o.key, "activity": GRANT_ACTIVITY, "result": o.model_dump(mode="json")}
         for o in outcomes.values()
@@ -144,32 +141,29 @@ def _screen(
 
 
 async def _one_by_one(
-    connection: AsyncConnection,
-    group: list[GrantRequest],
-    allowance: _Allowance,
-    granted: list[GrantRequest],
+    connection: AsyncConnection, group: list[GrantRequest], allowance: _Allowance
 ) -> dict[str, GrantOutcome]:
     """One benefit's requests in turn, each asking the ledger for itself."""
-    refused: dict[str, GrantOutcome] = {}
+    outcomes: dict[str, GrantOutcome] = {}
     # Once a quantity failed, a larger one of the same spec cannot fit in this batch either.
     shortfalls: dict[tuple[BenefitSpec, int], Shortfall] = {}
     for request in group:
         if refusal := allowance.refusal(request):
-            refused[request.key] = refusal
+            outcomes[request.key] = refusal
             continue
         known = [
             reason
             for (spec, quantity), reason in shortfalls.items()
             if spec == request.spec and quantity <= request.quantity
         ]
-        shortfall = known[0] if known else await _take(connection, [request])
-        if shortfall:
-            shortfalls[(request.spec, request.quantity)] = shortfall
-            refused[request.key] = _refusal(request, "exhausted", shortfall)
-        else:
+        granted = known[0] if known else await _grant(connection, [request])
+        if isinstance(granted, dict):
             allowance.record(request)
-            granted.append(request)
-    return refused
+            outcomes.update(granted)
+        else:
+            shortfalls[(request.spec, request.quantity)] = granted
+            outcomes[request.key] = _refusal(request, "exhausted", granted)
+    return outcomes
 
 
 async def _held_grants(connection: AsyncConnection, requests: list[GrantRequest]) -> dict[str, int]:
@@ -200,11 +194,42 @@ GROUP BY r.ord
     return {limited[ordinal - 1].key: count for ordinal, count in counts}
 
 
-async def _take(connection: AsyncConnection, requests: list[GrantRequest]) -> Shortfall | None:
-    """Count requests of one spec on the ledger if all fit; otherwise the limit they break."""
+_GRANT_COLUMNS = (
+    "id text, key text, business_line text, benefit text, benefit_version text,"
+    " user_id text, quantity integer, unit_value numeric, value numeric, unit text,"
+    " benefit_type text, status text, code text, workflow_id text, step_id text,"
+    " granted_at timestamptz, expires_at timestamptz"
+)
+_GRANT_FIELDS = (
+    "id, key, business_line, benefit, benefit_version, user_id, quantity, unit_value, value,"
+    " unit, benefit_type, status, code, workflow_id, step_id, granted_at, expires_at"
+)
+# Count the requests on the ledger if all of them fit, and only then insert their grants:
+# one round trip. Nothing is taken and nothing granted when any limit would be crossed.
+_TAKE_AND_GRANT = text(
+    "WITH taken AS ("
+    " UPDATE benefit_ledgers"
+    " SET units_granted = units_granted + :units, value_granted = value_granted + :value,"
+    " updated_at = now()"
+    " WHERE business_line = :business_line AND benefit = :benefit"
+    " AND (CAST(:stock AS bigint) IS NULL OR units_granted + :units <= CAST(:stock AS bigint))"
+    " AND (CAST(:budget AS numeric) IS NULL"
+    " OR value_granted + :value <= CAST(:budget AS numeric))"
+    " RETURNING 1)"
+    f" INSERT INTO grants ({_GRANT_FIELDS})"
+    f" SELECT {_GRANT_FIELDS} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_GRANT_COLUMNS})"
+    " WHERE EXISTS (SELECT 1 FROM taken)"
+    " RETURNING key"
+)
+
+
+async def _grant(
+    connection: AsyncConnection, requests: list[GrantRequest]
+) -> dict[str, GrantOutcome] | Shortfall:
+    """Grant requests of one spec if all of them fit on the ledger; else the limit they break."""
     spec = requests[0].spec
     units = sum(r.quantity for r in requests)
-    params = {
+    params: dict[str, Any] = {
         "business_line": requests[0].business_line,
         "benefit": requests[0].benefit,
         "units": units,
@@ -212,23 +237,13 @@ async def _take(connection: AsyncConnection, requests: list[GrantRequest]) -> Sh
         "stock": spec.stock,
         "budget": None if spec.budget is None else money(spec.budget),
     }
-    taken = await connection.execute(
-        text(
-            """
-UPDATE benefit_ledgers
-SET units_granted = units_granted + :units, value_granted = value_granted + :value,
-    updated_at = now()
-WHERE business_line = :business_line AND benefit = :benefit
-  AND (CAST(:stock AS bigint) IS NULL OR units_granted + :units <= CAST(:stock AS bigint))
-  AND (CAST(:budget AS numeric) IS NULL OR value_granted + :value <= CAST(:budget AS numeric))
-RETURNING units_granted
-"""
-        ),
-        params,
+    rows = [_grant_row(request) for request in requests]
+    inserted = await connection.execute(
+        _TAKE_AND_GRANT, {**params, "rows": json.dumps(rows, default=str)}
     )
-    if taken.first() is not None:
-        return None
-    # Only to name the limit for the record; the UPDATE above already decided.
+    if inserted.first() is not None:
+        return {row["key"]: _granted(row) for row in rows}
+    # Only to name the limit for the record; the statement above already decided.
     over_stock = await connection.execute(
         text(
             "SELECT CAST(:stock AS bigint) IS NOT NULL "

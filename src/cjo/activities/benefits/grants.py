@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
-from cjo.activities._base import lock, utc
+from cjo.activities._base import LOCKED, lock_keys, utc
 from cjo.activities.benefits._ledger import GRANT_ACTIVITY, decide, money, recorded_grants
 from cjo.activities.benefits.models import (
     BenefitStatus,
@@ -65,11 +65,6 @@ class BenefitActivities:
                 if r.run is not None and (hold := holds.get(r.run.campaign_id or "")) is not None
             }
             active = [request for request in unique if request.key not in outcomes]
-            # Same-key requests share a user, so this lock also serialises retries of one key;
-            # a key decided before (a retry) answers with its recorded result.
-            await lock(
-                connection, [("benefits", r.business_line, r.benefit, r.user_id) for r in active]
-            )
             outcomes.update(await recorded_grants(connection, [r.key for r in active]))
             fresh = [request for request in active if request.key not in outcomes]
             outcomes.update(await decide(connection, fresh))
@@ -208,17 +203,21 @@ class BenefitActivities:
 async def _open_ledgers(
     connection: AsyncConnection, requests: Sequence[GrantRequest]
 ) -> dict[str, Hold]:
-    """Create missing ledger rows, and answer which requests' campaigns hold them: one
-    round trip. A new ledger row is locked until this transaction ends, but every grant of
-    that benefit waits for its ledger row anyway."""
+    """Create missing ledger rows, lock each (benefit, user), and answer which requests'
+    campaigns hold them: one round trip. A new ledger row is locked until this transaction
+    ends, but every grant of that benefit waits for its ledger row anyway. Same-key
+    requests share a user, so the lock also serialises retries of one key: what is read
+    after it (`recorded_grants`) shows a key decided before."""
     pairs = sorted({(r.business_line, r.benefit) for r in requests})
     campaign_ids = sorted({r.run.campaign_id for r in requests if r.run and r.run.campaign_id})
+    things = [("benefits", r.business_line, r.benefit, r.user_id) for r in requests]
     rows = await connection.execute(
         _OPEN_LEDGERS,
         {
             "lines": [line for line, _ in pairs],
             "benefits": [name for _, name in pairs],
             "campaigns": campaign_ids,
+            "lock_keys": lock_keys(things),
         },
     )
     return holds_of(rows)
@@ -229,8 +228,10 @@ _OPEN_LEDGERS = text(
     " INSERT INTO benefit_ledgers (business_line, benefit, units_granted, value_granted)"
     " SELECT line, benefit, 0, 0"
     " FROM unnest(CAST(:lines AS text[]), CAST(:benefits AS text[])) AS t(line, benefit)"
-    " ON CONFLICT DO NOTHING)"
-    " SELECT id, state FROM campaigns WHERE id = ANY(CAST(:campaigns AS text[]))"
+    f" ON CONFLICT DO NOTHING), {LOCKED}"
+    # From `locked`, so the locks are taken even when there is no campaign to read.
+    " SELECT c.id, c.state FROM locked"
+    " LEFT JOIN campaigns c ON c.id = ANY(CAST(:campaigns AS text[]))"
 )
 
 

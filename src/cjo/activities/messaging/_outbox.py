@@ -5,18 +5,17 @@ Every function runs inside the caller's transaction, after it has taken the user
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cjo.activities.messaging._contact_rules import Contact
-from cjo.store.schema import ContactLog, Message, Profile
+from cjo.store.schema import Message, Profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +42,11 @@ _SEND_CONTEXT = text(
 
 
 async def send_context(
-    session: AsyncSession,
+    connection: AsyncConnection,
     keys: Sequence[str],
     user_ids: Sequence[str],
     campaign_ids: Sequence[str],
 ) -> SendContext:
-    connection = await session.connection()
     params = {"keys": list(keys), "users": list(user_ids), "campaigns": list(campaign_ids)}
     row = (await connection.execute(_SEND_CONTEXT, params)).one()
     messages, profiles, consent_rows, campaigns = row
@@ -63,13 +61,15 @@ async def send_context(
     )
 
 
-async def messages_by_key(session: AsyncSession, keys: Sequence[str]) -> dict[str, Message]:
-    rows = await session.exec(select(Message).where(col(Message.key).in_(keys)))
-    return {row.key: row for row in rows.all()}
+async def messages_by_key(connection: AsyncConnection, keys: Sequence[str]) -> dict[str, Message]:
+    rows = await connection.execute(
+        text("SELECT row_to_json(m) FROM messages m WHERE m.key = ANY(:keys)"), {"keys": keys}
+    )
+    return {row[0]["key"]: Message.model_validate(row[0]) for row in rows}
 
 
 async def contacts_since(
-    session: AsyncSession,
+    connection: AsyncConnection,
     *,
     user_ids: Collection[str],
     business_lines: Collection[str],
@@ -79,46 +79,70 @@ async def contacts_since(
     by_person: defaultdict[tuple[str, str], list[Contact]] = defaultdict(list)
     if since is None:
         return by_person
-    statement = select(ContactLog).where(
-        col(ContactLog.user_id).in_(user_ids),
-        col(ContactLog.business_line).in_(business_lines),
-        col(ContactLog.at) > since,
+    rows = await connection.execute(
+        text(
+            "SELECT business_line, user_id, journey, channel, at FROM contact_log"
+            " WHERE user_id = ANY(:users) AND business_line = ANY(:lines) AND at > :since"
+        ),
+        {"users": list(user_ids), "lines": list(business_lines), "since": since},
     )
-    for row in (await session.exec(statement)).all():
-        assert row.at is not None
-        by_person[(row.business_line, row.user_id)].append(
-            Contact(row.journey, row.channel, row.at)
-        )
+    for business_line, user_id, journey, channel, at in rows:
+        by_person[(business_line, user_id)].append(Contact(journey, channel, at))
     return by_person
 
 
-async def insert_messages(session: AsyncSession, rows: Sequence[Message]) -> set[str]:
-    """Insert the new decisions; the keys actually inserted (a conflict keeps the first)."""
+_MESSAGE_COLUMNS = (
+    "id text, key text, business_line text, journey text, workflow_id text, step_id text,"
+    " user_id text, channel text, template text, template_version text, locale text,"
+    " marketing boolean, status text, reason text, address text, subject text, body text,"
+    " html text, not_before timestamptz, links jsonb"
+)
+_MESSAGE_FIELDS = (
+    "id",
+    "key",
+    "business_line",
+    "journey",
+    "workflow_id",
+    "step_id",
+    "user_id",
+    "channel",
+    "template",
+    "template_version",
+    "locale",
+    "marketing",
+    "status",
+    "reason",
+    "address",
+    "subject",
+    "body",
+    "html",
+    "not_before",
+    "links",
+)
+# The new decisions and the contacts that count against caps, in one round trip: a pending
+# marketing message is a contact. A key already decided (a concurrent request of another
+# user reusing it) inserts nothing and logs nothing; its first decision stands.
+_INSERT_MESSAGES = text(
+    "WITH inserted AS ("
+    f" INSERT INTO messages ({', '.join(_MESSAGE_FIELDS)}, attempts)"
+    f" SELECT {', '.join(_MESSAGE_FIELDS)}, 0"
+    f" FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_MESSAGE_COLUMNS})"
+    " ON CONFLICT (key) DO NOTHING"
+    " RETURNING id, key, user_id, business_line, journey, channel, marketing, status,"
+    " not_before),"
+    " contacts AS ("
+    " INSERT INTO contact_log (user_id, business_line, journey, channel, message_id, at)"
+    " SELECT user_id, business_line, journey, channel, id, not_before FROM inserted"
+    " WHERE marketing AND status = 'pending')"
+    " SELECT key FROM inserted"
+)
+
+
+async def insert_messages(connection: AsyncConnection, rows: Sequence[Message]) -> set[str]:
+    """Insert the new decisions and log the contacts among them; the keys actually
+    inserted (a conflict keeps the first decision)."""
     if not rows:
         return set()
-    values = [row.model_dump(exclude={"created_at", "sent_at", "provider_ref"}) for row in rows]
-    statement = (
-        pg_insert(Message)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(col(Message.key))
-    )
-    # A list of parameters, not `.values(list)`: SQLAlchemy batches it into multi-row
-    # INSERTs from one cached statement instead of compiling a new giant one per page.
-    return set((await session.exec(statement, params=values)).scalars().all())
-
-
-async def log_contacts(session: AsyncSession, rows: Sequence[Message]) -> None:
-    if not rows:
-        return
-    values = [
-        {
-            "user_id": row.user_id,
-            "business_line": row.business_line,
-            "journey": row.journey,
-            "channel": row.channel,
-            "message_id": row.id,
-            "at": row.not_before,
-        }
-        for row in rows
-    ]
-    await session.exec(pg_insert(ContactLog), params=values)
+    values = [row.model_dump(mode="json", include=set(_MESSAGE_FIELDS)) for row in rows]
+    inserted = await connection.execute(_INSERT_MESSAGES, {"rows": json.dumps(values)})
+    return set(inserted.scalars())

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
 from cjo.activities._base import lock, new_id
@@ -36,7 +36,6 @@ from cjo.activities.messaging._contact_rules import (
 from cjo.activities.messaging._outbox import (
     contacts_since,
     insert_messages,
-    log_contacts,
     messages_by_key,
     send_context,
 )
@@ -61,7 +60,7 @@ from cjo.steps.contracts import (
 )
 from cjo.steps.run import Hold, expression_context
 from cjo.steps.semantics import delayed_result, send_result
-from cjo.store.db import SessionFactory
+from cjo.store.db import SessionFactory, transaction
 from cjo.store.schema import Message, Profile
 
 __all__ = ["MessagingActivities"]
@@ -99,9 +98,8 @@ class MessagingActivities:
         requests = batch.requests
         for start in range(0, len(requests), REQUESTS_PER_TRANSACTION):
             chunk = requests[start : start + REQUESTS_PER_TRANSACTION]
-            async with self._sessions() as session, session.begin():
-                decided = await _decide_chunk(session, chunk)
-                connection = await session.connection()
+            async with transaction(self._sessions) as connection:
+                decided = await _decide_chunk(connection, chunk)
                 await write_runs(connection, _run_writes(chunk, decided))
                 decisions.extend(decided)
         return SendMessageResult(results=decisions)
@@ -130,15 +128,15 @@ def _run_writes(
 
 
 async def _decide_chunk(
-    session: AsyncSession, requests: Sequence[SendRequest]
+    connection: AsyncConnection, requests: Sequence[SendRequest]
 ) -> list[SendDecision]:
-    await lock(await session.connection(), [(r.business_line, r.user_id) for r in requests])
+    await lock(connection, [(r.business_line, r.user_id) for r in requests])
     user_ids = sorted({r.user_id for r in requests})
     campaign_ids = sorted({r.run.campaign_id for r in requests if r.run and r.run.campaign_id})
-    context = await send_context(session, [r.key for r in requests], user_ids, campaign_ids)
+    context = await send_context(connection, [r.key for r in requests], user_ids, campaign_ids)
     recorded, profiles, consents = context.recorded, context.profiles, context.consents
     contacts = await contacts_since(
-        session,
+        connection,
         user_ids=user_ids,
         business_lines=sorted({r.business_line for r in requests}),
         since=_earliest_counted(requests),
@@ -167,13 +165,12 @@ async def _decide_chunk(
                 contacts[person].append(Contact(request.journey, row.channel, request.at))
         outcomes.append(row)
 
-    inserted = await insert_messages(session, fresh)
-    await log_contacts(session, [r for r in fresh if r.key in inserted and _counts_as_contact(r)])
+    inserted = await insert_messages(connection, fresh)
     lost = [r.key for r in fresh if r.key not in inserted]
     if lost:
         # Only a key reused by another user's concurrent request gets here; its first
         # decision stands.
-        winners = await messages_by_key(session, lost)
+        winners = await messages_by_key(connection, lost)
         outcomes = [winners.get(o.key, o) if isinstance(o, Message) else o for o in outcomes]
     return [
         _decision(request, outcome) for request, outcome in zip(requests, outcomes, strict=True)
