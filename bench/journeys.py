@@ -406,12 +406,18 @@ async def run_round(
 async def history_profile(client: Client, workflow_id: str) -> str:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     kinds = Counter(EventType.Name(event.event_type) for event in history.events)
+    markers = Counter(
+        event.marker_recorded_event_attributes.marker_name
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+    )
     size = sum(event.ByteSize() for event in history.events)
     return (
         f"{len(history.events)} events, {size / 1024:.1f} KiB; "
         f"workflow tasks {kinds['EVENT_TYPE_WORKFLOW_TASK_COMPLETED']}, "
         f"activities {kinds['EVENT_TYPE_ACTIVITY_TASK_SCHEDULED']}, "
-        f"local activities {kinds['EVENT_TYPE_MARKER_RECORDED']}, "
+        f"local activities {markers['core_local_activity']}, "
+        f"patch markers {markers['core_patch']}, "
         f"timers {kinds['EVENT_TYPE_TIMER_STARTED']}, "
         f"signals {kinds['EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED']}"
     )
