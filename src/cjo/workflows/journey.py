@@ -86,7 +86,9 @@ PAUSE_RECHECK_MAX = timedelta(hours=1)
 RECORDS_IN_STEP_ACTIVITIES = "records-in-step-activities"
 # Runs started with their profile (the router read it already, to test the trigger's
 # `where`) skip `journeys.enter`: their first write, whichever it is, creates the
-# enrolment. One local activity and one activation fewer per run.
+# enrolment. One local activity and one activation fewer per run. It implies
+# RECORDS_IN_STEP_ACTIVITIES, so such a run records one patch marker (each marker also
+# upserts the TemporalChangeVersion search attribute: two history events).
 ENTRY_WITH_FIRST_WRITE = "entry-with-first-write"
 
 
@@ -189,15 +191,17 @@ class JourneyWorkflow:
     @workflow.run
     async def run(self, data: JourneyInput) -> JourneyOutcome:
         state, plan = self._require()
-        self._records_in_steps = workflow.patched(RECORDS_IN_STEP_ACTIVITIES)
-        if data.state is None:
-            if data.profile is not None and workflow.patched(ENTRY_WITH_FIRST_WRITE):
-                state.profile = data.profile
-                self._entry = self._run_entry()
-            else:
-                failed_to_enter = await self._enter()
-                if failed_to_enter is not None:
-                    return await self._finish(failed_to_enter)
+        fresh = data.state is None
+        if fresh and data.profile is not None and workflow.patched(ENTRY_WITH_FIRST_WRITE):
+            # The later patch implies the earlier one: a run pays for one patch marker.
+            self._records_in_steps = True
+            state.profile = data.profile
+            self._entry = self._run_entry()
+        else:
+            self._records_in_steps = workflow.patched(RECORDS_IN_STEP_ACTIVITIES)
+            failed_to_enter = await self._enter() if fresh else None
+            if failed_to_enter is not None:
+                return await self._finish(failed_to_enter)
         try:
             if state.holdout:
                 await self._await_goal_window()
