@@ -15,11 +15,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.exceptions import ApplicationError
 
 from cjo.steps.run import utc
+from cjo.store.db import Statement, run
 
 __all__ = ["ActivityError", "lock", "new_id", "utc"]
 
@@ -48,7 +48,7 @@ LOCKED = (
     " SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:lock_keys AS text[])) AS k"
     " ORDER BY h) AS ordered)"
 )
-_LOCK = text(f"WITH {LOCKED} SELECT n FROM locked")
+_LOCK = Statement(f"WITH {LOCKED} SELECT n FROM locked")
 
 
 async def lock(connection: AsyncConnection, things: Iterable[Sequence[str]]) -> None:
@@ -59,4 +59,4 @@ async def lock(connection: AsyncConnection, things: Iterable[Sequence[str]]) -> 
     """
     keys = lock_keys(things)
     if keys:
-        await connection.execute(_LOCK, {"lock_keys": keys})
+        await run(connection, _LOCK, {"lock_keys": keys})

@@ -16,8 +16,6 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Any, Literal
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cjo.activities._base import new_id, utc
@@ -25,7 +23,7 @@ from cjo.activities.benefits.models import Shortfall
 from cjo.dsl import BenefitSpec
 from cjo.dsl._types import duration_seconds
 from cjo.steps.contracts import GrantOutcome, GrantRequest, RefusalReason
-from cjo.store.schema import ActivityReceipt
+from cjo.store.db import Statement, run
 
 GRANT_ACTIVITY = "benefits.grant"
 # Numeric(20, 4) columns: round once here so the ledger and the grants always agree.
@@ -49,24 +47,27 @@ def _window_start(request: GrantRequest) -> datetime | None:
 
 async def recorded_grants(connection: AsyncConnection, keys: list[str]) -> dict[str, GrantOutcome]:
     """Results already recorded for these keys: grant rows, or receipts of refusals."""
-    rows = await connection.execute(
-        text(
-            """
+    rows = await run(connection, _RECORDED, {"keys": keys, "activity": GRANT_ACTIVITY})
+    recorded: dict[str, GrantOutcome] = {}
+    for row in rows:
+        granted = dict(zip(_RECORDED_COLUMNS, row, strict=True))
+        result = granted.pop("result")
+        recorded[row[0]] = (
+            _granted(granted) if result is None else GrantOutcome.model_validate(result)
+        )
+    return recorded
+
+
+_RECORDED_COLUMNS = ("key", "id", "code", "quantity", "value", "unit", "expires_at", "result")
+_RECORDED = Statement(
+    """
 SELECT key, id, code, quantity, value, unit, expires_at, NULL AS result
 FROM grants WHERE key = ANY(CAST(:keys AS text[]))
 UNION ALL
 SELECT key, NULL, NULL, NULL, NULL, NULL, NULL, result
 FROM activity_receipts WHERE key = ANY(CAST(:keys AS text[])) AND activity = :activity
 """
-        ),
-        {"keys": keys, "activity": GRANT_ACTIVITY},
-    )
-    return {
-        row["key"]: _granted(row)
-        if row["result"] is None
-        else GrantOutcome.model_validate(row["result"])
-        for row in rows.mappings()
-    }
+)
 
 
 async def decide(
@@ -94,7 +95,7 @@ async def decide(
         if o.outcome != "granted"
     ]
     if receipts:
-        await connection.execute(pg_insert(ActivityReceipt), receipts)
+        await run(connection, _RECEIPTS, {"receipts": json.dumps(receipts)})
     return outcomes
 
 
@@ -171,9 +172,21 @@ async def _held_grants(connection: AsyncConnection, requests: list[GrantRequest]
     limited = [r for r in requests if r.spec.per_user]
     if not limited:
         return {}
-    counts = await connection.execute(
-        text(
-            """
+    counts = await run(
+        connection,
+        _HELD,
+        {
+            "lines": [r.business_line for r in limited],
+            "benefits": [r.benefit for r in limited],
+            "users": [r.user_id for r in limited],
+            "since": [_window_start(r) for r in limited],
+        },
+    )
+    return {limited[ordinal - 1].key: count for ordinal, count in counts}
+
+
+_HELD = Statement(
+    """
 SELECT r.ord, count(g.id)
 FROM unnest(CAST(:lines AS text[]), CAST(:benefits AS text[]), CAST(:users AS text[]),
             CAST(:since AS timestamptz[])) WITH ORDINALITY AS r(business_line, benefit, user_id,
@@ -183,15 +196,7 @@ LEFT JOIN grants g ON g.user_id = r.user_id AND g.business_line = r.business_lin
   AND (r.since IS NULL OR g.granted_at > r.since)
 GROUP BY r.ord
 """
-        ),
-        {
-            "lines": [r.business_line for r in limited],
-            "benefits": [r.benefit for r in limited],
-            "users": [r.user_id for r in limited],
-            "since": [_window_start(r) for r in limited],
-        },
-    )
-    return {limited[ordinal - 1].key: count for ordinal, count in counts}
+)
 
 
 _GRANT_COLUMNS = (
@@ -206,7 +211,7 @@ _GRANT_FIELDS = (
 )
 # Count the requests on the ledger if all of them fit, and only then insert their grants:
 # one round trip. Nothing is taken and nothing granted when any limit would be crossed.
-_TAKE_AND_GRANT = text(
+_TAKE_AND_GRANT = Statement(
     "WITH taken AS ("
     " UPDATE benefit_ledgers"
     " SET units_granted = units_granted + :units, value_granted = value_granted + :value,"
@@ -238,21 +243,26 @@ async def _grant(
         "budget": None if spec.budget is None else money(spec.budget),
     }
     rows = [_grant_row(request) for request in requests]
-    inserted = await connection.execute(
-        _TAKE_AND_GRANT, {**params, "rows": json.dumps(rows, default=str)}
+    inserted = await run(
+        connection, _TAKE_AND_GRANT, {**params, "rows": json.dumps(rows, default=str)}
     )
-    if inserted.first() is not None:
+    if inserted:
         return {row["key"]: _granted(row) for row in rows}
     # Only to name the limit for the record; the statement above already decided.
-    over_stock = await connection.execute(
-        text(
-            "SELECT CAST(:stock AS bigint) IS NOT NULL "
-            "AND units_granted + :units > CAST(:stock AS bigint) FROM benefit_ledgers "
-            "WHERE business_line = :business_line AND benefit = :benefit"
-        ),
-        params,
-    )
-    return "stock" if over_stock.scalar() else "budget"
+    ((over_stock,),) = await run(connection, _OVER_STOCK, params)
+    return "stock" if over_stock else "budget"
+
+
+_OVER_STOCK = Statement(
+    "SELECT CAST(:stock AS bigint) IS NOT NULL"
+    " AND units_granted + :units > CAST(:stock AS bigint) FROM benefit_ledgers"
+    " WHERE business_line = :business_line AND benefit = :benefit"
+)
+_RECEIPTS = Statement(
+    "INSERT INTO activity_receipts (key, activity, result)"
+    " SELECT key, activity, result FROM jsonb_to_recordset(CAST(:receipts AS jsonb))"
+    " AS r(key text, activity text, result jsonb)"
+)
 
 
 def _grant_row(request: GrantRequest) -> dict[str, Any]:

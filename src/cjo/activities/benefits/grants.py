@@ -43,7 +43,7 @@ from cjo.dsl import BenefitSpec
 from cjo.steps.contracts import GrantBenefitInput, GrantBenefitResult, GrantOutcome, GrantRequest
 from cjo.steps.run import Hold
 from cjo.steps.semantics import grant_result
-from cjo.store.db import SessionFactory, reading, transaction
+from cjo.store.db import SessionFactory, Statement, reading, run, transaction
 
 __all__ = ["BenefitActivities"]
 
@@ -211,7 +211,8 @@ async def _open_ledgers(
     pairs = sorted({(r.business_line, r.benefit) for r in requests})
     campaign_ids = sorted({r.run.campaign_id for r in requests if r.run and r.run.campaign_id})
     things = [("benefits", r.business_line, r.benefit, r.user_id) for r in requests]
-    rows = await connection.execute(
+    rows = await run(
+        connection,
         _OPEN_LEDGERS,
         {
             "lines": [line for line, _ in pairs],
@@ -223,7 +224,7 @@ async def _open_ledgers(
     return holds_of(rows)
 
 
-_OPEN_LEDGERS = text(
+_OPEN_LEDGERS = Statement(
     "WITH opened AS ("
     " INSERT INTO benefit_ledgers (business_line, benefit, units_granted, value_granted)"
     " SELECT line, benefit, 0, 0"

@@ -10,13 +10,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cjo.dsl import TemplateSpec, render_template
 from cjo.dsl.plan import PlanFrequency, PlanQuietHours
 from cjo.runtime.channels import ANY_CHANNEL, BY_NAME, OPT_OUT_CHANNELS, AddressedBy
-from cjo.store.schema import Profile
 
 Unreachable = Literal["no_address", "no_consent"]
 
@@ -43,7 +42,18 @@ def _addressed_by(channel: str) -> AddressedBy:
     return facts.address if facts is not None else "addresses"
 
 
-def address_of(channel: str, profile: Profile) -> str | None:
+class Addressable(Protocol):
+    """What addressing reads of a profile (a stored one or the journeys' `UserProfile`)."""
+
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def addresses(self) -> Mapping[str, Any]: ...
+
+
+def address_of(channel: str, profile: Addressable) -> str | None:
     """Where `channel` reaches this person, or None if it cannot or needs no address."""
     addressed_by = _addressed_by(channel)
     value: Any
@@ -61,7 +71,7 @@ def address_of(channel: str, profile: Profile) -> str | None:
 
 def unreachable(
     channel: str,
-    profile: Profile,
+    profile: Addressable,
     consents: Mapping[str, bool],
     *,
     marketing: bool,
@@ -145,25 +155,6 @@ def needs_opt_out(channel: str, *, marketing: bool) -> bool:
 
 def lacks_opt_out(body: str, pattern: str) -> bool:
     return re.search(pattern, body, flags=re.IGNORECASE) is None
-
-
-def user_root(profile: Profile, consents: Mapping[str, bool]) -> dict[str, Any]:
-    """The profile as the DSL's `user` root."""
-    return {
-        "id": profile.id,
-        "name": profile.name,
-        "phone": profile.phone,
-        "email": profile.email,
-        "locale": profile.locale,
-        "timezone": profile.timezone,
-        "birthday": profile.birthday,
-        "created_at": profile.created_at,
-        "lifecycle": profile.lifecycle,
-        "tags": list(profile.tags),
-        "attrs": dict(profile.attrs),
-        "addresses": dict(profile.addresses),
-        "consents": dict(consents),
-    }
 
 
 def choose_locale(spec: TemplateSpec, preferred: str | None) -> str:

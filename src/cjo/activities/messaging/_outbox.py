@@ -1,41 +1,82 @@
 """The SQL of `messaging.send`: a page's reads and its set-based writes.
 
 Every function runs inside the caller's transaction, after it has taken the users' locks.
+Rows are plain frozen dataclasses and the profile is the journeys' `UserProfile`: the
+decision only reads them, and ORM objects cost a send more than the rest of its Python.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cjo.activities.messaging._contact_rules import Contact
-from cjo.store.schema import Message, Profile
+from cjo.activities.people.profiles import CONTEXT_SELECT
+from cjo.steps.run import UserProfile
+from cjo.store.db import Statement, run
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A send decision as the outbox keeps it: what `messages` holds of it when decided."""
+
+    id: str
+    key: str
+    business_line: str
+    journey: str | None
+    workflow_id: str | None
+    step_id: str | None
+    user_id: str
+    channel: str
+    template: str
+    template_version: str | None
+    locale: str | None
+    marketing: bool
+    status: str
+    reason: str | None
+    address: str | None
+    subject: str | None
+    body: str | None
+    html: str | None
+    not_before: datetime | None
+    links: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Decided:
+        """From a `messages` row as PostgreSQL's JSON spells it."""
+        values: dict[str, Any] = {name: row.get(name) for name in _MESSAGE_FIELDS}
+        moment = values["not_before"]
+        values["not_before"] = datetime.fromisoformat(moment) if moment else None
+        values["links"] = list(values["links"] or [])
+        return cls(**values)
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["not_before"] = self.not_before.isoformat() if self.not_before else None
+        return row
 
 
 @dataclass(frozen=True, slots=True)
 class SendContext:
     """What a page of send decisions reads before deciding, fetched in one round trip."""
 
-    recorded: dict[str, Message]
-    profiles: dict[str, Profile]
-    consents: defaultdict[str, dict[str, bool]]
+    recorded: dict[str, Decided]
+    profiles: dict[str, UserProfile]  # with their consents
     campaigns: list[tuple[str, str]]  # (id, state) of the requests' campaigns
 
 
 # Three reads in one statement: each subquery answers a JSON array (a page pays one round
-# trip here, not three; the rows are rebuilt as the same models the decision reads).
-_SEND_CONTEXT = text(
+# trip here, not three). Profiles come as journeys read them, consents included.
+_SEND_CONTEXT = Statement(
     "SELECT"
     " (SELECT coalesce(json_agg(m), '[]') FROM messages m WHERE m.key = ANY(:keys)),"
-    " (SELECT coalesce(json_agg(p), '[]') FROM profiles p WHERE p.id = ANY(:users)),"
-    " (SELECT coalesce(json_agg(json_build_array(c.user_id, c.channel, c.granted)), '[]')"
-    "  FROM consents c WHERE c.user_id = ANY(:users)),"
+    f" (SELECT coalesce(json_agg(x), '[]') FROM ({CONTEXT_SELECT}) AS x),"
     " (SELECT coalesce(json_agg(json_build_array(k.id, k.state)), '[]')"
     "  FROM campaigns k WHERE k.id = ANY(:campaigns))"
 )
@@ -47,25 +88,21 @@ async def send_context(
     user_ids: Sequence[str],
     campaign_ids: Sequence[str],
 ) -> SendContext:
-    params = {"keys": list(keys), "users": list(user_ids), "campaigns": list(campaign_ids)}
-    row = (await connection.execute(_SEND_CONTEXT, params)).one()
-    messages, profiles, consent_rows, campaigns = row
-    consents: defaultdict[str, dict[str, bool]] = defaultdict(dict)
-    for user_id, channel, granted in consent_rows:
-        consents[user_id][channel] = granted
+    params = {"keys": list(keys), "ids": list(user_ids), "campaigns": list(campaign_ids)}
+    ((messages, profiles, campaigns),) = await run(connection, _SEND_CONTEXT, params)
     return SendContext(
-        recorded={m["key"]: Message.model_validate(m) for m in messages},
-        profiles={p["id"]: Profile.model_validate(p) for p in profiles},
-        consents=consents,
+        recorded={m["key"]: Decided.from_row(m) for m in messages},
+        profiles={p["id"]: UserProfile.model_validate(p) for p in profiles},
         campaigns=[(str(campaign_id), str(state)) for campaign_id, state in campaigns],
     )
 
 
-async def messages_by_key(connection: AsyncConnection, keys: Sequence[str]) -> dict[str, Message]:
-    rows = await connection.execute(
-        text("SELECT row_to_json(m) FROM messages m WHERE m.key = ANY(:keys)"), {"keys": keys}
-    )
-    return {row[0]["key"]: Message.model_validate(row[0]) for row in rows}
+async def messages_by_key(connection: AsyncConnection, keys: Sequence[str]) -> dict[str, Decided]:
+    rows = await run(connection, _BY_KEY, {"keys": list(keys)})
+    return {row["key"]: Decided.from_row(row) for (row,) in rows}
+
+
+_BY_KEY = Statement("SELECT row_to_json(m) FROM messages m WHERE m.key = ANY(:keys)")
 
 
 async def contacts_since(
@@ -79,11 +116,9 @@ async def contacts_since(
     by_person: defaultdict[tuple[str, str], list[Contact]] = defaultdict(list)
     if since is None:
         return by_person
-    rows = await connection.execute(
-        text(
-            "SELECT business_line, user_id, journey, channel, at FROM contact_log"
-            " WHERE user_id = ANY(:users) AND business_line = ANY(:lines) AND at > :since"
-        ),
+    rows = await run(
+        connection,
+        _CONTACTS,
         {"users": list(user_ids), "lines": list(business_lines), "since": since},
     )
     for business_line, user_id, journey, channel, at in rows:
@@ -91,6 +126,10 @@ async def contacts_since(
     return by_person
 
 
+_CONTACTS = Statement(
+    "SELECT business_line, user_id, journey, channel, at FROM contact_log"
+    " WHERE user_id = ANY(:users) AND business_line = ANY(:lines) AND at > :since"
+)
 _MESSAGE_COLUMNS = (
     "id text, key text, business_line text, journey text, workflow_id text, step_id text,"
     " user_id text, channel text, template text, template_version text, locale text,"
@@ -122,7 +161,7 @@ _MESSAGE_FIELDS = (
 # The new decisions and the contacts that count against caps, in one round trip: a pending
 # marketing message is a contact. A key already decided (a concurrent request of another
 # user reusing it) inserts nothing and logs nothing; its first decision stands.
-_INSERT_MESSAGES = text(
+_INSERT_MESSAGES = Statement(
     "WITH inserted AS ("
     f" INSERT INTO messages ({', '.join(_MESSAGE_FIELDS)}, attempts)"
     f" SELECT {', '.join(_MESSAGE_FIELDS)}, 0"
@@ -138,11 +177,11 @@ _INSERT_MESSAGES = text(
 )
 
 
-async def insert_messages(connection: AsyncConnection, rows: Sequence[Message]) -> set[str]:
+async def insert_messages(connection: AsyncConnection, rows: Sequence[Decided]) -> set[str]:
     """Insert the new decisions and log the contacts among them; the keys actually
     inserted (a conflict keeps the first decision)."""
     if not rows:
         return set()
-    values = [row.model_dump(mode="json", include=set(_MESSAGE_FIELDS)) for row in rows]
-    inserted = await connection.execute(_INSERT_MESSAGES, {"rows": json.dumps(values)})
-    return set(inserted.scalars())
+    values = [row.as_row() for row in rows]
+    inserted = await run(connection, _INSERT_MESSAGES, {"rows": json.dumps(values)})
+    return {key for (key,) in inserted}

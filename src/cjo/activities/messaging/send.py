@@ -11,7 +11,7 @@ until the window opens and asks again with the same key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -30,10 +30,10 @@ from cjo.activities.messaging._contact_rules import (
     quiet_until,
     render_content,
     unreachable,
-    user_root,
     user_zone,
 )
 from cjo.activities.messaging._outbox import (
+    Decided,
     contacts_since,
     insert_messages,
     messages_by_key,
@@ -58,10 +58,9 @@ from cjo.steps.contracts import (
     SendRequest,
     TemplateRef,
 )
-from cjo.steps.run import Hold, expression_context
+from cjo.steps.run import Hold, UserProfile, expression_context
 from cjo.steps.semantics import delayed_result, send_result
 from cjo.store.db import SessionFactory, transaction
-from cjo.store.schema import Message, Profile
 
 __all__ = ["MessagingActivities"]
 
@@ -134,7 +133,7 @@ async def _decide_chunk(
     user_ids = sorted({r.user_id for r in requests})
     campaign_ids = sorted({r.run.campaign_id for r in requests if r.run and r.run.campaign_id})
     context = await send_context(connection, [r.key for r in requests], user_ids, campaign_ids)
-    recorded, profiles, consents = context.recorded, context.profiles, context.consents
+    recorded, profiles = context.recorded, context.profiles
     contacts = await contacts_since(
         connection,
         user_ids=user_ids,
@@ -143,8 +142,8 @@ async def _decide_chunk(
     )
 
     holds = holds_of(context.campaigns)
-    fresh: list[Message] = []
-    outcomes: list[Message | datetime | Hold] = []
+    fresh: list[Decided] = []
+    outcomes: list[Decided | datetime | Hold] = []
     for request in requests:
         hold = _hold(request, holds)
         if hold is not None:
@@ -153,9 +152,7 @@ async def _decide_chunk(
         row = recorded.get(request.key)
         if row is None:
             person = (request.business_line, request.user_id)
-            verdict = _decide(
-                request, profiles.get(request.user_id), consents[request.user_id], contacts[person]
-            )
+            verdict = _decide(request, profiles.get(request.user_id), contacts[person])
             if isinstance(verdict, datetime):
                 outcomes.append(verdict)
                 continue
@@ -171,22 +168,19 @@ async def _decide_chunk(
         # Only a key reused by another user's concurrent request gets here; its first
         # decision stands.
         winners = await messages_by_key(connection, lost)
-        outcomes = [winners.get(o.key, o) if isinstance(o, Message) else o for o in outcomes]
+        outcomes = [winners.get(o.key, o) if isinstance(o, Decided) else o for o in outcomes]
     return [
         _decision(request, outcome) for request, outcome in zip(requests, outcomes, strict=True)
     ]
 
 
 def _decide(
-    request: SendRequest,
-    profile: Profile | None,
-    consents: Mapping[str, bool],
-    contacts: Sequence[Contact],
-) -> Message | datetime:
+    request: SendRequest, profile: UserProfile | None, contacts: Sequence[Contact]
+) -> Decided | datetime:
     """A new `messages` row for this request, or the moment to ask again (quiet hours)."""
     if profile is None:
         return _row(request, request.channel, request.template, reason="unknown_user")
-    chosen = _first_reachable(request, profile, consents)
+    chosen = _first_reachable(request, profile)
     if isinstance(chosen, str):
         return _row(request, request.channel, request.template, reason=chosen)
     channel, template = chosen
@@ -218,7 +212,7 @@ def _decide(
     tracker = _link_tracker(message_id)
     try:
         rendered = render_content(
-            template.spec, locale, _render_context(request, profile, consents), track=tracker
+            template.spec, locale, _render_context(request, profile), track=tracker
         )
     except TemplateRenderError as exc:
         _log.warning(
@@ -250,7 +244,7 @@ def _link_tracker(message_id: str) -> LinkTracker:
 
 
 def _first_reachable(
-    request: SendRequest, profile: Profile, consents: Mapping[str, bool]
+    request: SendRequest, profile: UserProfile
 ) -> tuple[str, TemplateRef] | SuppressReason:
     """The step's channel or the first fallback that reaches the user; else why the step's
     own channel does not (the operator chose that channel, so its reason explains most)."""
@@ -260,7 +254,7 @@ def _first_reachable(
         unreachable(
             channel,
             profile,
-            consents,
+            profile.consents,
             marketing=request.marketing,
             consent_modes=request.policy.consent,
         )
@@ -274,11 +268,9 @@ def _first_reachable(
     return first_reason
 
 
-def _render_context(
-    request: SendRequest, profile: Profile, consents: Mapping[str, bool]
-) -> dict[str, Any]:
+def _render_context(request: SendRequest, profile: UserProfile) -> dict[str, Any]:
     return expression_context(
-        user=user_root(profile, consents),
+        user=profile.as_context(),
         trigger=request.trigger,
         steps=request.steps,
         journey=request.journey,
@@ -299,8 +291,8 @@ def _row(
     rendered: Rendered | None = None,
     message_id: str | None = None,
     links: Sequence[str] = (),
-) -> Message:
-    return Message(
+) -> Decided:
+    return Decided(
         id=message_id or new_id(),
         key=request.key,
         business_line=request.business_line,
@@ -319,17 +311,16 @@ def _row(
         subject=None if rendered is None else rendered.subject,
         body=None if rendered is None else rendered.body,
         html=None if rendered is None else rendered.html,
-        attempts=0,
         not_before=request.at,
         links=list(links),
     )
 
 
-def _counts_as_contact(row: Message) -> bool:
+def _counts_as_contact(row: Decided) -> bool:
     return row.marketing and row.status == PENDING
 
 
-def _decision(request: SendRequest, outcome: Message | datetime | Hold) -> SendDecision:
+def _decision(request: SendRequest, outcome: Decided | datetime | Hold) -> SendDecision:
     if isinstance(outcome, str):
         return SendDecision(key=request.key, outcome=outcome)
     if isinstance(outcome, datetime):

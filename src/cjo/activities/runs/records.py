@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, get_args
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cjo.steps.run import Hold, RunRecords, StepRecord, StepResult, utc
 from cjo.steps.semantics import next_step
+from cjo.store.db import Statement, run_each
 
 # Campaign states in which a step activity does nothing and says why.
 _HOLDING_STATES: dict[str, Hold] = {"paused": "held", "stopped": "stopped"}
@@ -93,7 +93,7 @@ _STATUS = "CASE WHEN CAST(:end_reason AS text) IS NULL THEN :status ELSE 'ended'
 _ENDED_AT = (
     "CASE WHEN CAST(:end_reason AS text) IS NULL THEN NULL ELSE CAST(:at AS timestamptz) END"
 )
-_RECORD_AND_MOVE = text(
+_RECORD_AND_MOVE = Statement(
     f"{_LOG_RECORDS}"
     f" UPDATE enrolments SET current_step = :step, status = {_STATUS},"
     " end_reason = coalesce(CAST(:end_reason AS text), end_reason),"
@@ -103,7 +103,7 @@ _RECORD_AND_MOVE = text(
     " WHERE run_key = :run AND status <> 'ended'"
 )
 # A run's first write also enters it: the same move, as an insert when there is no row yet.
-_ENTER_RECORD_AND_MOVE = text(
+_ENTER_RECORD_AND_MOVE = Statement(
     f"{_LOG_RECORDS}"
     " INSERT INTO enrolments AS e (run_key, workflow_id, campaign_id, business_line, journey,"
     " plan_version, user_id, entry_key, holdout, entered_at, current_step, status,"
@@ -136,9 +136,9 @@ async def write_runs(connection: AsyncConnection, writes: Sequence[RunWrite]) ->
     moves = [_move_params(write) for write in writes if write.run.entry is None]
     entries = [_move_params(write) for write in writes if write.run.entry is not None]
     if moves:
-        await connection.execute(_RECORD_AND_MOVE, moves)
+        await run_each(connection, _RECORD_AND_MOVE, moves)
     if entries:
-        await connection.execute(_ENTER_RECORD_AND_MOVE, entries)
+        await run_each(connection, _ENTER_RECORD_AND_MOVE, entries)
 
 
 def _move_params(write: RunWrite) -> dict[str, Any]:
